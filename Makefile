@@ -1,0 +1,52 @@
+# llamacpp.cluster: set-up and test entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON_VENV := .venv/bin/python
+SUITE := $(PYTHON_VENV) tests/run_suite.py
+
+.PHONY: help setup venv platform fixtures demo test lint sanity unit integration molecule changelog build clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: ## create .venv from the pinned requirements.txt (skipped when up to date)
+	@bash scripts/venv.sh
+
+platform: ## install and configure rootful podman, build the local node image (idempotent)
+	@bash scripts/platform.sh
+
+fixtures: venv ## cache the llama.cpp source and the test model, checksum-verified
+	@$(PYTHON_VENV) scripts/fixtures.py
+
+setup: venv platform fixtures ## everything the demo and the tests need
+
+demo: setup ## run the main job on a local cluster of containers
+	@echo "demo: platform, node image and fixtures are ready."
+	@echo "demo: deploying the container cluster and answering a prompt arrives with the inference role (issue 5); nothing more to run yet."
+
+test: setup ## set everything up, then run the whole suite; ends with 'N passed, N failed'
+	@$(SUITE)
+
+lint: venv ## yamllint and ansible-lint (production profile, offline)
+	@$(SUITE) lint
+
+sanity: venv ## ansible-test sanity, offline
+	@$(SUITE) sanity
+
+unit: venv ## pytest unit tests
+	@$(SUITE) unit
+
+integration: setup ## pytest integration tests (real binaries, containers)
+	@$(SUITE) integration
+
+molecule: setup ## every molecule scenario (MOLECULE_SCENARIOS="a b" for some)
+	@$(SUITE) molecule
+
+changelog: venv ## release the changelog from changelogs/fragments
+	@.venv/bin/antsibull-changelog release
+
+build: venv ## build the collection tarball
+	@.venv/bin/ansible-galaxy collection build --force
+
+clean: ## remove the venv and build outputs (the cache outside the repo stays)
+	rm -rf .venv tests/output llamacpp-cluster-*.tar.gz

@@ -1,0 +1,61 @@
+"""The local container platform: the node image boots systemd, the script is idempotent
+and reports bad state in one line that names the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+import testinfra
+
+IMAGE = os.environ.get("LLAMACPP_NODE_IMAGE", "localhost/llamacpp-node:bookworm")
+
+
+@pytest.fixture(name="node", scope="module")
+def fixture_node():
+    name = f"llamacpp-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["podman", "run", "-d", "--rm", "--name", name, "--systemd=always", IMAGE],
+                   check=True, capture_output=True)
+    try:
+        host = testinfra.get_host(f"podman://{name}")
+        state, deadline = "", time.monotonic() + 60
+        while state not in ("running", "degraded") and time.monotonic() < deadline:
+            time.sleep(1)
+            state = host.run("systemctl is-system-running").stdout.strip()
+        yield host, state
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "5", name], check=False, capture_output=True)
+
+
+def test_node_boots_systemd_as_pid_1(node):
+    host, state = node
+    assert state == "running"
+    assert host.process.get(pid=1).comm == "systemd"
+
+
+def test_node_has_what_ansible_needs(node):
+    host = node[0]
+    assert host.run("python3 -c 'import apt, sys; print(sys.version_info >= (3, 9))'").stdout.strip() == "True"
+    assert host.package("sudo").is_installed
+    assert host.file("/etc/machine-id").size > 0  # generated at boot, not baked into the image
+
+
+def test_platform_script_is_idempotent(top):
+    result = subprocess.run(["bash", "scripts/platform.sh", "--no-smoke"], cwd=top,
+                            capture_output=True, text=True, check=True)
+    assert "packages present" in result.stdout
+    assert "configuration up to date" in result.stdout
+    assert "image present" in result.stdout
+    assert "installing" not in result.stdout and "wrote" not in result.stdout
+
+
+def test_platform_script_reports_low_disk_in_one_line(top):
+    env = dict(os.environ, LLAMACPP_MIN_FREE_MIB=str(1 << 40))
+    result = subprocess.run(["bash", "scripts/platform.sh", "--no-smoke"], cwd=top, env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "free disk space or set LLAMACPP_CLUSTER_CACHE" in result.stderr
