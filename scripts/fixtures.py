@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 LLAMA_CPP_TAG = "b11312"
@@ -250,6 +251,7 @@ def main() -> int:
     parser.add_argument("--print-paths", action="store_true", help="print the fixture paths as JSON")
     args = parser.parse_args()
     cache = cache_dir()
+    start = time.monotonic()
     try:
         if args.check:
             problems = check_all(cache)
@@ -265,6 +267,7 @@ def main() -> int:
         return 1
     if args.print_paths:
         print(json.dumps(paths, indent=2))
+    log(f"ready ({time.monotonic() - start:.1f} s)")
     return 0
 
 

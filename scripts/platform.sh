@@ -157,4 +157,4 @@ install_packages
 write_config
 build_image
 [ "$smoke" -eq 1 ] && smoke_check
-log "ready"
+log "ready (${SECONDS} s)"

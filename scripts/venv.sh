@@ -16,7 +16,7 @@ command -v "$python" >/dev/null 2>&1 || die "$python not found; fix: apt-get ins
 
 stamp="$(sha256sum "$top/requirements.txt" | cut -d' ' -f1) $("$python" -c 'import sys; print(sys.version.split()[0])')"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" = "$stamp" ]; then
-  echo "venv: up to date: $venv"
+  echo "venv: up to date: $venv (${SECONDS} s)"
   exit 0
 fi
 
@@ -35,4 +35,4 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$top/requirements.txt" \
   || die "pip install -r requirements.txt failed; fix: check that PyPI is reachable, then re-run"
 echo "$stamp" > "$venv/.requirements-stamp"
-echo "venv: ready: $venv ($("$venv/bin/ansible" --version | head -n1))"
+echo "venv: ready: $venv ($("$venv/bin/ansible" --version | head -n1), ${SECONDS} s)"
