@@ -11,6 +11,8 @@ import pytest
 
 TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "scripts"))
+# collections/ansible_collections/llamacpp/cluster links to TOP: the plugins import by FQCN.
+sys.path.insert(0, str(TOP / "collections"))
 
 
 @pytest.fixture(name="top")
