@@ -14,9 +14,11 @@ IMAGE="${LLAMACPP_NODE_IMAGE:-localhost/llamacpp-node:bookworm}"
 SUITE="${LLAMACPP_NODE_SUITE:-bookworm}"
 CACHE_DIR="${LLAMACPP_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llamacpp-cluster}"
 CONF_FILE=/etc/containers/containers.conf.d/50-llamacpp-cluster.conf
-# iptables is only a Suggests of podman, but netavark fails without it; shellcheck is for
-# ansible-test sanity's shell script checks.
-PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit debootstrap shellcheck)
+# iptables is only a Suggests of podman, but netavark fails without it. For the tests:
+# the shell linter of ansible-test sanity, and Debian's aarch64 GCC 12 (Arm CPU flags are
+# proven against a real Arm compiler).
+PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit debootstrap shellcheck
+  gcc-aarch64-linux-gnu)
 # Packages baked into the node image: systemd as PID 1 and what Ansible needs.
 IMAGE_PACKAGES=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,iproute2,procps,ca-certificates
 MIN_FREE_MIB="${LLAMACPP_MIN_FREE_MIB:-4096}"
@@ -108,12 +110,21 @@ debian_mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
+image_recipe() {
+  # Changes whenever the way the image is built changes, so an outdated image is rebuilt.
+  { declare -f build_image; echo "$SUITE $IMAGE_PACKAGES"; } | sha256sum | cut -c1-16
+}
+
 build_image() {
-  if [ "$rebuild_image" -eq 0 ] && "${SUDO[@]}" podman image exists "$IMAGE"; then
-    log "image present: $IMAGE"
+  local recipe
+  recipe=$(image_recipe)
+  if [ "$rebuild_image" -eq 0 ] && "${SUDO[@]}" podman image exists "$IMAGE" \
+    && [ "$("${SUDO[@]}" podman image inspect --format '{{ index .Config.Labels "llamacpp.recipe" }}' "$IMAGE")" = "$recipe" ]; then
+    log "image present: $IMAGE (recipe $recipe)"
     return
   fi
-  local mirror rootfs
+  local mirror rootfs old_id
+  old_id=$("${SUDO[@]}" podman image inspect --format '{{ .Id }}' "$IMAGE" 2>/dev/null || true)
   mirror=$(debian_mirror)
   rootfs=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
   # shellcheck disable=SC2064
@@ -125,13 +136,17 @@ build_image() {
   # Each container gets its own machine-id at boot; apt caches stay out of the image.
   "${SUDO[@]}" truncate -s 0 "$rootfs/etc/machine-id"
   "${SUDO[@]}" rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  # Without package lists, make the lists look old so apt's cache_valid_time updates them.
+  "${SUDO[@]}" touch -d @0 "$rootfs/var/lib/apt/lists"
   "${SUDO[@]}" tar -C "$rootfs" -c . | "${SUDO[@]}" podman import \
     --change 'CMD ["/sbin/init"]' --change 'ENV container=podman' \
-    --change 'STOPSIGNAL SIGRTMIN+3' --quiet - "$IMAGE" >/dev/null \
+    --change 'STOPSIGNAL SIGRTMIN+3' --change "LABEL llamacpp.recipe=$recipe" --quiet - "$IMAGE" >/dev/null \
     || die "podman import of $IMAGE failed; fix: check 'podman info' and re-run"
   "${SUDO[@]}" rm -rf "$rootfs"
   trap - EXIT
-  log "built image $IMAGE"
+  # The replaced image, unless a container still uses it.
+  if [ -n "$old_id" ]; then "${SUDO[@]}" podman rmi "$old_id" >/dev/null 2>&1 || true; fi
+  log "built image $IMAGE (recipe $recipe)"
 }
 
 smoke_check() {
