@@ -45,6 +45,12 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["ANSIBLE_COLLECTIONS_PATH"] = str(TOP / "collections")
+    sys.path.insert(0, str(TOP / "scripts"))
+    import fixtures  # pylint: disable=import-outside-toplevel
+
+    env.setdefault("LLAMACPP_CLUSTER_CACHE", str(fixtures.cache_dir()))
+    env.setdefault("LLAMACPP_FIXTURE_SOURCE", str(fixtures.source_archive_path()))
+    env.setdefault("LLAMACPP_FIXTURE_MODEL", str(fixtures.model_path()))
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     env.setdefault("PY_COLORS", "0")
     return env
@@ -99,6 +105,8 @@ def phase_integration(tally: Tally) -> None:
 
 
 def phase_molecule(tally: Tally) -> None:
+    # Scenarios mount the host's compiler cache into their builders (see molecule/*/molecule.yml).
+    (Path(environment()["LLAMACPP_CLUSTER_CACHE"]) / "ccache" / "bookworm").mkdir(parents=True, exist_ok=True)
     wanted = os.environ.get("MOLECULE_SCENARIOS", "").split()
     scenarios = sorted(p.parent.name for p in (TOP / "molecule").glob("*/molecule.yml"))
     for name in wanted or scenarios:
