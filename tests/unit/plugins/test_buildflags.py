@@ -9,7 +9,7 @@ from ansible_collections.llamacpp.cluster.plugins.module_utils.buildflags import
 
 
 def arch_values(march):
-    return [c["GGML_CPU_ARM_ARCH"] for c, _ in candidates({"GGML_NATIVE": "OFF", "GGML_CPU_ARM_ARCH": march})]
+    return [pair[0]["GGML_CPU_ARM_ARCH"] for pair in candidates({"GGML_NATIVE": "OFF", "GGML_CPU_ARM_ARCH": march})]
 
 
 def test_arm_steps_down_the_base_before_dropping_extensions():
@@ -32,9 +32,9 @@ def test_dropped_names_what_each_candidate_leaves_out():
 def test_x86_drops_the_newest_extensions_first():
     wanted = {"GGML_NATIVE": "OFF", "GGML_AVX2": "ON", "GGML_AVX512": "ON", "GGML_AMX_INT8": "ON", "GGML_FMA": "OFF"}
     pairs = candidates(wanted)
-    assert [d for _, d in pairs] == [[], ["GGML_AMX_INT8"], ["GGML_AMX_INT8", "GGML_AVX512"],
-                                     ["GGML_AMX_INT8", "GGML_AVX512", "GGML_AVX2"]]
-    assert all(c["GGML_FMA"] == "OFF" for c, _ in pairs)  # never turned on
+    expected = [[], ["GGML_AMX_INT8"], ["GGML_AMX_INT8", "GGML_AVX512"], ["GGML_AMX_INT8", "GGML_AVX512", "GGML_AVX2"]]
+    assert [pair[1] for pair in pairs] == expected
+    assert all(pair[0]["GGML_FMA"] == "OFF" for pair in pairs)  # never turned on
 
 
 def test_native_is_tried_as_is():

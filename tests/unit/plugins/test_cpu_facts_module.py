@@ -1,27 +1,16 @@
-"""The cpu_facts module: options, facts, check mode and failures, run in-process."""
+"""The cpu_facts module: options, facts, check mode and failures."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.llamacpp.cluster.plugins.modules import cpu_facts
-
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cpuinfo"
 
 
-def run_module(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
-        cpu_facts.main()
-    return exit_info.value.code, json.loads(capsys.readouterr().out)
-
-
-def test_saved_cpuinfo_is_analysed_offline(capsys):
-    code, result = run_module(capsys, {"cpuinfo_path": str(FIXTURES / "aarch64-graviton3-c7g.txt"),
-                                       "architecture": "arm64"})
+def test_saved_cpuinfo_is_analysed_offline(run_module):
+    args = {"cpuinfo_path": str(FIXTURES / "aarch64-graviton3-c7g.txt"), "architecture": "arm64"}
+    code, result = run_module("cpu_facts", args)
     facts = result["ansible_facts"]["llamacpp_cpu"]
     assert code == 0 and result["changed"] is False
     assert facts["core"] == "neoverse-v1" and facts["architecture"] == "aarch64"
@@ -29,39 +18,39 @@ def test_saved_cpuinfo_is_analysed_offline(capsys):
     assert facts["sve_vector_length"] is None  # offline: the live sysctl is not read
 
 
-def test_check_mode_returns_the_same_facts(capsys):
+def test_check_mode_returns_the_same_facts(run_module):
     args = {"cpuinfo_path": str(FIXTURES / "aarch64-graviton2-m6g.txt"), "architecture": "aarch64"}
-    normal = run_module(capsys, args)[1]["ansible_facts"]
-    checked = run_module(capsys, dict(args, _ansible_check_mode=True))[1]["ansible_facts"]
+    normal = run_module("cpu_facts", args)[1]["ansible_facts"]
+    checked = run_module("cpu_facts", dict(args, _ansible_check_mode=True))[1]["ansible_facts"]
     assert normal == checked
 
 
-def test_live_machine_is_analysed(capsys):
-    code, result = run_module(capsys, {})
+def test_live_machine_is_analysed(run_module):
+    code, result = run_module("cpu_facts", {})
     facts = result["ansible_facts"]["llamacpp_cpu"]
     assert code == 0 and facts["vcpus"] >= 1 and facts["source"] == "/proc/cpuinfo"
     assert facts["family"].startswith(facts["architecture"])
 
 
-def test_unknown_part_warns(capsys):
-    result = run_module(capsys, {"cpuinfo_path": str(FIXTURES / "aarch64-unknown-part.txt"),
-                                 "architecture": "aarch64"})[1]
+def test_unknown_part_warns(run_module):
+    args = {"cpuinfo_path": str(FIXTURES / "aarch64-unknown-part.txt"), "architecture": "aarch64"}
+    result = run_module("cpu_facts", args)[1]
     assert "unknown Arm CPU" in json.dumps(result["warnings"])  # a str or, on 2.19, an event
 
 
-def test_missing_file_fails_with_the_fix(capsys, tmp_path):
-    code, result = run_module(capsys, {"cpuinfo_path": str(tmp_path / "nope")})
+def test_missing_file_fails_with_the_fix(run_module, tmp_path):
+    code, result = run_module("cpu_facts", {"cpuinfo_path": str(tmp_path / "nope")})
     assert code == 1 and result["failed"]
     assert "cannot read" in result["msg"] and "cpuinfo_path" in result["msg"]
 
 
-def test_wrong_architecture_fails_without_traceback(capsys):
-    code, result = run_module(capsys, {"cpuinfo_path": str(FIXTURES / "aarch64-ampereone.txt"),
-                                       "architecture": "x86_64"})
+def test_wrong_architecture_fails_without_traceback(run_module):
+    args = {"cpuinfo_path": str(FIXTURES / "aarch64-ampereone.txt"), "architecture": "x86_64"}
+    code, result = run_module("cpu_facts", args)
     assert code == 1 and "describes an Arm CPU" in result["msg"]
     assert "Traceback" not in json.dumps(result)
 
 
-def test_invalid_architecture_choice_is_rejected(capsys):
-    code, result = run_module(capsys, {"architecture": "sparc"})
+def test_invalid_architecture_choice_is_rejected(run_module):
+    code, result = run_module("cpu_facts", {"architecture": "sparc"})
     assert code == 1 and "architecture" in result["msg"]
