@@ -31,7 +31,7 @@ def fixture_installed(tmp_path_factory):
     run(["ansible-galaxy", "collection", "build", "--output-path", str(out), str(TOP)], env, TOP)
     tarball = next(out.glob("llamacpp-cluster-*.tar.gz"))
     path = tmp_path_factory.mktemp("collections")
-    run(["ansible-galaxy", "collection", "install", "--offline", "-p", str(path), str(tarball)], env, out)
+    run(["ansible-galaxy", "collection", "install", "--offline", "--force", "-p", str(path), str(tarball)], env, out)
     env["ANSIBLE_COLLECTIONS_PATH"] = str(path)
     return tarball, path, env
 
@@ -49,8 +49,9 @@ def test_tarball_excludes_tests_caches_and_the_checkout_link(installed):
 
 def test_installed_collection_is_listed(installed):
     path, env = installed[1:]
-    out = run(["ansible-galaxy", "collection", "list", "-p", str(path)], env, path)
-    assert "llamacpp.cluster" in out
+    assert (path / "ansible_collections" / "llamacpp" / "cluster" / "MANIFEST.json").is_file()
+    out = run(["ansible-galaxy", "collection", "list", "llamacpp.cluster"], env, path)
+    assert str(path) in out and "0.1.0" in out
 
 
 def test_installed_site_playbook_resolves_by_fqcn(installed):
