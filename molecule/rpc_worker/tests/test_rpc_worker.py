@@ -1,0 +1,74 @@
+"""Verify the rpc_worker scenario: a hardened rpc-server reachable from the main node only."""
+
+import re
+import time
+
+import pytest
+import testinfra
+
+WORKERS = ("llamacpp-rpc-worker1", "llamacpp-rpc-worker2")
+PORT = 50052
+
+
+def node(name):
+    return testinfra.get_host(f"podman://{name}")
+
+
+def connects(source, target):
+    probe = f"import socket; socket.create_connection(('{target}', {PORT}), timeout=3).close()"
+    return source.run(f'python3 -c "{probe}"').rc == 0
+
+
+@pytest.fixture(name="worker")
+def fixture_worker(host):
+    assert host.backend.get_hostname() in WORKERS  # molecule.yml runs these on the workers only
+    return host
+
+
+def server_args(host):
+    pid = host.check_output("systemctl show -P MainPID llama-rpc-server")
+    return pid, host.check_output(f"ps -o user:32=,args= -p {pid}")
+
+
+def test_service_runs_unprivileged_with_all_vcpus_on_the_private_address(worker):
+    service = worker.service("llama-rpc-server")
+    assert service.is_enabled and service.is_running
+    _pid, args = server_args(worker)
+    user, command = args.split(None, 1)
+    assert user == "llama-rpc"
+    vcpus = worker.check_output("grep -c ^processor /proc/cpuinfo")  # what ansible_processor_vcpus counts
+    assert re.search(rf" -t {vcpus}(\s|$)", command)
+    address = worker.interface("eth0").addresses[0]
+    assert f" -H {address} " in command and " -H 0.0.0.0" not in command
+
+
+def test_port_open_to_main_and_closed_to_the_outsider(worker):
+    name = worker.backend.get_hostname()
+    assert connects(node("llamacpp-rpc-main"), name)
+    assert not connects(node("llamacpp-rpc-outsider"), name)
+
+
+def test_killed_server_comes_back_within_10_seconds(worker):
+    pid, _args = server_args(worker)
+    worker.run(f"kill -9 {pid}")
+    start = time.monotonic()
+    while time.monotonic() - start < 10:
+        new_pid = worker.run("systemctl show -P MainPID llama-rpc-server").stdout.strip()
+        if new_pid not in ("0", pid) and connects(node("llamacpp-rpc-main"), worker.backend.get_hostname()):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("rpc-server did not come back within 10 s")
+    print(f"restart after kill -9: {time.monotonic() - start:.1f} s")
+
+
+def test_systemd_exposure_is_at_most_2(worker):
+    out = worker.check_output("systemd-analyze security --no-pager llama-rpc-server.service")
+    score = float(re.search(r"Overall exposure level for llama-rpc-server.service: ([0-9.]+)", out).group(1))
+    assert score <= 2.0, out
+
+
+def test_firewall_unit_owns_its_table(worker):
+    assert worker.service("llamacpp-rpc-firewall").is_enabled
+    table = worker.check_output("nft list table inet llamacpp_rpc")
+    assert f"tcp dport != {PORT} accept" in table and "drop" in table
