@@ -1,0 +1,71 @@
+"""The generate module's validation, preflight and check mode (no model is run here)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+@pytest.fixture(name="worker")
+def fixture_worker():
+    """A TCP listener standing in for an rpc-server that accepts connections."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        yield f"127.0.0.1:{listening.getsockname()[1]}"
+
+
+@pytest.fixture(name="cli_files")
+def fixture_cli_files(tmp_path):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    binary = tmp_path / "bin" / "llama-completion"
+    binary.parent.mkdir()
+    binary.write_text("#!/bin/sh\nexit 99\n")
+    binary.chmod(0o755)
+    return {"model": str(model), "bin_dir": str(binary.parent), "mode": "cli",
+            "server_url": "http://127.0.0.1:9"}
+
+
+def test_check_mode_runs_the_preflight_and_generates_nothing(run_module, worker, cli_files):
+    code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker], _ansible_check_mode=True))
+    assert code == 0 and result["changed"] is False and "text" not in result
+    assert "preflight passed" in result["msg"]
+    assert result["cmd"][result["cmd"].index("--rpc") + 1] == worker
+    assert result["cmd"][result["cmd"].index("-ngl") + 1] == "999"
+
+
+def test_unreachable_workers_are_named_and_nothing_runs(run_module, worker, cli_files):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{probe.getsockname()[1]}"
+        code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker, down]))
+    assert code == 1 and "1 of 2 worker(s)" in result["msg"] and down in result["msg"] and worker not in result["msg"]
+    assert "rc" not in result  # llama-completion (which would exit 99) never ran
+
+
+def test_cli_failure_reports_rc_and_diagnosis(run_module, worker, cli_files):
+    code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker]))
+    assert code == 1 and result["rc"] == 99 and "rc=99" in result["msg"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"workers": ["10.0.0.1"]}, "is not host:port"),
+    ({"workers": ["10.0.0.1:1", "10.0.0.1:1"]}, "listed twice"),
+    ({"temperature": 11.0}, "temperature must be between 0 and 10"),
+    ({"n_predict": 0}, "n_predict must be at least 1"),
+    ({"mode": "cli", "model": None}, "model"),
+    ({"mode": "sometimes"}, "value of mode must be one of"),
+])
+def test_bad_options_fail_clearly(run_module, cli_files, args, message):
+    code, result = run_module("generate", dict(cli_files, prompt="Hi", **args))
+    assert code == 1 and message in result["msg"]
+    assert "Traceback" not in result["msg"]
+
+
+def test_a_corrupt_model_is_refused_before_running(run_module, worker, cli_files, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"\x00" * 64)
+    code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker], model=str(bad)))
+    assert code == 1 and "is not a GGUF model" in result["msg"] and "rc" not in result
