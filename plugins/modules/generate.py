@@ -15,8 +15,9 @@ description:
     llama.cpp RPC workers, and returns the generated text and llama.cpp's timings.
   - V(cli) mode runs C(llama-completion) once with C(--rpc) and C(-ngl); V(server) mode asks the main
     node's C(llama-server) over HTTP; V(auto) uses the server when its health endpoint answers, else the CLI.
-  - Before spending minutes on a model load it checks that every worker accepts a TCP connection, that the
-    model starts with the GGUF magic and that the binary exists.
+  - Before spending minutes on a model load (CLI) it checks that every worker accepts a TCP connection, that
+    the model starts with the GGUF magic and that the binary exists. In server mode the server's health
+    endpoint stands for the workers it holds.
   - Every run is bounded by O(timeout); on expiry the whole process group is killed. Failures name the
     cause and the fix, with the return code and the end of llama.cpp's stderr.
 author:
@@ -325,12 +326,14 @@ def main():
         if mode == "cli" and not p["model"]:
             raise InferenceError("model is required when llama-server is not answering (mode=cli or auto)")
 
-        down = unreachable_workers(workers)
-        if down:
-            raise InferenceError(f"{len(down)} of {len(workers)} worker(s) do not accept connections: "
-                                 f"{'; '.join(down)}. Start their rpc-server (systemctl start llama-rpc-server) "
-                                 "or fix the firewall; nothing was run", unreachable=down)
         if mode == "cli":
+            # Only for the CLI: llama-server already holds the workers, and rpc-server, serving one
+            # client at a time, leaves further connections in its listen backlog until it is full.
+            down = unreachable_workers(workers)
+            if down:
+                raise InferenceError(f"{len(down)} of {len(workers)} worker(s) do not accept connections: "
+                                     f"{'; '.join(down)}. Start their rpc-server (systemctl start llama-rpc-server) "
+                                     "or fix the firewall; nothing was run", unreachable=down)
             binary = os.path.join(p["bin_dir"], CLI_BINARY)
             check_binary(binary)
             check_model(p["model"])
