@@ -1,0 +1,181 @@
+"""llamacpp.cluster.generate against real llama.cpp binaries on this host: two rpc-servers
+on 127.0.0.1, built by the build role itself (cached by its fingerprint across runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import fixtures
+
+PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
+GREEDY = {"n_predict": 16, "temperature": 0, "seed": 42}
+HOST_DIR = fixtures.cache_dir() / "host-build"
+
+
+@pytest.fixture(name="bin_dir", scope="session")
+def fixture_bin_dir():
+    """Build rpc-server, llama-completion and llama-server on this host with the build role."""
+    playbook = HOST_DIR / "build.yml"
+    playbook.parent.mkdir(parents=True, exist_ok=True)
+    playbook.write_text(json.dumps([{
+        "name": "Build llama.cpp on the test host", "hosts": "localhost", "gather_facts": True,
+        "roles": [{"role": "llamacpp.cluster.build", "vars": {
+            "llamacpp_build_source": "archive",
+            "llamacpp_build_archive_path": str(fixtures.source_archive_path()),
+            "llamacpp_build_prefix": str(HOST_DIR / "opt"),
+            "llamacpp_build_work_dir": str(HOST_DIR / "work"),
+            "llamacpp_build_controller_cache": str(HOST_DIR / "artifacts"),
+            "llamacpp_build_targets": ["rpc-server", "llama-completion", "llama-server"],
+        }}],
+    }]))
+    top = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+                           "-e", f"ansible_python_interpreter={sys.executable}"],
+                          cwd=top, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return HOST_DIR / "opt" / "current" / "bin"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Started:
+    """Processes this test started, ended by PID."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, log):
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=15)
+
+
+def wait_port(port, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port}")
+
+
+@pytest.fixture(name="workers", scope="session")
+def fixture_workers(bin_dir, tmp_path_factory):
+    started = Started()
+    logs = tmp_path_factory.mktemp("rpc")
+    endpoints = []
+    for index in range(2):
+        port = free_port()
+        started.start([str(bin_dir / "rpc-server"), "-H", "127.0.0.1", "-p", str(port), "-t", "1"],
+                      (logs / f"rpc{index}.log").open("wb"))
+        wait_port(port)
+        endpoints.append(f"127.0.0.1:{port}")
+    yield endpoints
+    started.stop()
+
+
+def generate(ansible_module, bin_dir, **args):
+    base = {"prompt": PROMPT, "model": str(fixtures.model_path()), "bin_dir": str(bin_dir),
+            "server_url": "http://127.0.0.1:9", "mode": "cli"}
+    return ansible_module("llamacpp.cluster.generate", dict(base, **args))
+
+
+def test_distributed_text_equals_a_local_run_without_repacking(ansible_module, bin_dir, workers):
+    result = generate(ansible_module, bin_dir, workers=workers, **GREEDY)
+    assert not result.get("failed"), result.get("msg")
+    local = subprocess.run([str(bin_dir / "llama-completion"), "-m", str(fixtures.model_path()), "-p", PROMPT,
+                            "-n", "16", "--temp", "0", "--seed", "42", "-no-cnv", "--no-display-prompt",
+                            "--no-repack", "-ngl", "0"],
+                           capture_output=True, text=True, timeout=120, check=True,
+                           env=dict(os.environ, GGML_NO_BACKTRACE="1"))
+    assert result["text"].strip() and result["text"] == local.stdout
+    assert result["workers"] == workers and result["tokens_evaluated"] > 0
+    assert result["timings"]["predicted_per_second"] > 0 and result["timings"]["load_ms"] > 0
+    print(f"distributed cli: {result['timings']}")
+
+
+def test_unreachable_worker_fails_fast_naming_it(ansible_module, bin_dir, workers):
+    dead = f"127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    result = generate(ansible_module, bin_dir, workers=[workers[0], dead], n_predict=4)
+    assert result["failed"] and dead in result["msg"] and workers[0] not in result["msg"]
+    assert time.monotonic() - start < 20
+
+
+def test_worker_that_never_answers_ends_in_a_timeout(ansible_module, bin_dir, workers):
+    with socket.socket() as silent:  # accepts connections (kernel backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        mute = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        result = generate(ansible_module, bin_dir, workers=[workers[0], mute], n_predict=4, timeout=10)
+    assert result["failed"] and "did not finish within 10 s" in result["msg"] and result["rc"] is None
+    assert time.monotonic() - start < 40
+
+
+def test_corrupt_model_is_refused(ansible_module, bin_dir, workers, tmp_path):
+    corrupt = tmp_path / "model.gguf"
+    with fixtures.model_path().open("rb") as source:
+        corrupt.write_bytes(b"GGUX" + source.read(1 << 20)[4:])
+    result = generate(ansible_module, bin_dir, workers=workers, model=str(corrupt), n_predict=4)
+    assert result["failed"] and "is not a GGUF model" in result["msg"]
+
+
+def test_truncated_model_fails_with_a_diagnosis(ansible_module, bin_dir, workers, tmp_path):
+    truncated = tmp_path / "model.gguf"
+    with fixtures.model_path().open("rb") as source:
+        truncated.write_bytes(source.read(1 << 20))
+    result = generate(ansible_module, bin_dir, workers=workers, model=str(truncated), n_predict=4)
+    assert result["failed"] and "could not load the model" in result["msg"] and result["rc"] != 0
+
+
+def test_server_mode_matches_cli_and_cli_is_refused_while_it_serves(ansible_module, bin_dir, workers, tmp_path):
+    cli = generate(ansible_module, bin_dir, workers=workers, **GREEDY)
+    port = free_port()
+    started = Started()
+    try:
+        started.start([str(bin_dir / "llama-server"), "-m", str(fixtures.model_path()), "--rpc", ",".join(workers),
+                       "-ngl", "999", "-c", "2048", "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
+                      (tmp_path / "server.log").open("wb"))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        server = generate(ansible_module, bin_dir, workers=workers, mode="server", server_url=url, **GREEDY)
+        refused = generate(ansible_module, bin_dir, workers=workers, mode="cli", server_url=url, **GREEDY)
+        auto = generate(ansible_module, bin_dir, workers=workers, mode="auto", server_url=url, **GREEDY)
+    finally:
+        started.stop()
+    assert not server.get("failed"), server.get("msg")
+    assert server["text"].strip() == cli["text"].strip() and server["mode"] == "server"
+    assert server["timings"]["predicted_per_second"] > 0 and server["tokens_predicted"] == 16
+    assert refused["failed"] and "holds the RPC workers" in refused["msg"]
+    assert auto["mode"] == "server" and auto["text"] == server["text"]
+    print(f"server: {server['timings']}")
