@@ -3,8 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON_VENV := .venv/bin/python
 SUITE := $(PYTHON_VENV) tests/run_suite.py
+ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 
-.PHONY: help setup venv platform fixtures demo test lint sanity unit integration molecule changelog build clean
+.PHONY: help setup venv platform fixtures demo demo-clean test lint sanity unit integration molecule changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,9 +21,12 @@ fixtures: venv ## cache the llama.cpp source and the test model, checksum-verifi
 
 setup: venv platform fixtures ## everything the demo and the tests need
 
-demo: setup ## run the main job on a local cluster of containers
-	@echo "demo: platform, node image and fixtures are ready."
-	@echo "demo: deploying the container cluster and answering a prompt arrives with the inference role (issue 5); nothing more to run yet."
+demo: setup ## run the main job on a local cluster of containers (1 main + 2 workers) and print the answer
+	@$(ANSIBLE_PLAYBOOK) playbooks/local_cluster.yml -i inventories/local
+	@$(ANSIBLE_PLAYBOOK) site.yml -i inventories/local
+
+demo-clean: venv ## remove the demo's containers and network
+	@$(ANSIBLE_PLAYBOOK) playbooks/local_cluster.yml -i inventories/local -e llamacpp_local_state=absent
 
 test: setup ## set everything up, then run the whole suite; ends with 'N passed, N failed'
 	@$(SUITE)
