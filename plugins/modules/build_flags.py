@@ -35,12 +35,12 @@ options:
       - The C compiler to probe, a name on E(PATH) or a path.
     type: str
     default: cc
+extends_documentation_fragment:
+  - llamacpp.cluster.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 

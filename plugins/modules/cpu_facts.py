@@ -46,15 +46,15 @@ seealso:
   - name: llama.cpp CPU build options
     description: The ggml CMake options these facts set.
     link: https://github.com/ggml-org/llama.cpp/blob/master/docs/build.md
+extends_documentation_fragment:
+  - llamacpp.cluster.attributes
+  - llamacpp.cluster.attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 """
 

@@ -95,13 +95,13 @@ options:
     description: Where C(llama-completion) is installed.
     type: path
     default: /opt/llama.cpp/current/bin
+extends_documentation_fragment:
+  - llamacpp.cluster.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Validates the options and runs the preflight checks; generates nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
   - rpc-server serves one client at a time. While llama-server holds the workers, a CLI run would wait

@@ -3,6 +3,7 @@ replace anything. Served from 127.0.0.1 by an HTTP server with byte-range suppor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import json
@@ -48,8 +49,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 def fixture_server(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    handler = lambda *a, **k: RangeHandler(*a, directory=str(root), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     RangeHandler.sent = 0
