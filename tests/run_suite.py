@@ -21,6 +21,8 @@ from pathlib import Path
 
 TOP = Path(__file__).resolve().parent.parent
 VENV_BIN = TOP / ".venv" / "bin"
+sys.path.insert(0, str(TOP / "scripts"))
+import fixtures  # noqa: E402  pylint: disable=wrong-import-position
 PHASES = ("lint", "sanity", "unit", "integration", "molecule")
 
 
@@ -45,9 +47,6 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["ANSIBLE_COLLECTIONS_PATH"] = str(TOP / "collections")
-    sys.path.insert(0, str(TOP / "scripts"))
-    import fixtures  # pylint: disable=import-outside-toplevel
-
     env.setdefault("LLAMACPP_CLUSTER_CACHE", str(fixtures.cache_dir()))
     env.setdefault("LLAMACPP_FIXTURE_SOURCE", str(fixtures.source_archive_path()))
     env.setdefault("LLAMACPP_FIXTURE_MODEL", str(fixtures.model_path()))
