@@ -1,0 +1,335 @@
+"""Walk the converged cluster through its lifecycle with the collection's playbooks.
+
+Each test is one step and depends on the ones before it (pytest -x stops at the first
+failure). A step re-runs a playbook against an inventory written for that step, then checks
+which services restarted (systemd invocation IDs, not guesses), in which order (monotonic
+timestamps: the containers share the host's clock), what llama-server's --rpc list and the
+nodes' build manifests say, and that the cluster answers through the current workers.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+MAIN = "llamacpp-reconf-main"
+W1, W2, W3 = (f"llamacpp-reconf-worker{i}" for i in (1, 2, 3))
+NODES = (MAIN, W1, W2, W3)
+RPC, FIREWALL, SERVER = "llama-rpc-server", "llamacpp-rpc-firewall", "llama-server"
+PORT = 50052
+PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
+TIMES = {}
+
+
+def node(name):
+    return testinfra.get_host(f"podman://{name}")
+
+
+def inventory(workers, spare=(), host_vars=None):
+    """The step's inventory: the molecule containers, with the scenario's settings."""
+    hosts = {name: dict((host_vars or {}).get(name, {})) for name in NODES}
+    return {
+        "all": {
+            "vars": {
+                "llamacpp_build_source": "archive",
+                "llamacpp_build_archive_path": os.environ["LLAMACPP_FIXTURE_SOURCE"],
+                "llamacpp_build_controller_cache": str(EPHEMERAL / "artifacts"),
+                "llamacpp_main_model_files": [
+                    {
+                        "src": os.environ["LLAMACPP_FIXTURE_MODEL"],
+                        "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+                    }
+                ],
+            },
+            "children": {
+                "llama_main": {"hosts": {MAIN: hosts[MAIN]}},
+                "llama_workers": {"hosts": {w: hosts[w] for w in workers}},
+                "llama_spare": {"hosts": {w: hosts[w] for w in spare}},
+                "containers": {
+                    "hosts": {name: None for name in NODES},
+                    "vars": {
+                        "ansible_connection": "containers.podman.podman",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                    },
+                },
+            },
+        }
+    }
+
+
+def playbook(path, inv, *args, json_output=False):
+    """Run a playbook of the collection; return (rc, output, seconds), output being the JSON
+    report alone with json_output."""
+    inv_file = EPHEMERAL / "reconfigure-inventory.yml"
+    inv_file.write_text(yaml.safe_dump(inv))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / "collections"), ANSIBLE_FORCE_COLOR="0")
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)  # molecule's profile_tasks would clutter the output
+    if json_output:
+        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    cmd = ["ansible-playbook", str(PROJECT / path), "-i", str(inv_file), *args]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start
+    if json_output:
+        return proc.returncode, proc.stdout, seconds
+    output = proc.stdout + proc.stderr
+    print(f"\n$ {' '.join(cmd[1:])}\n" + "\n".join(output.splitlines()[-12:]))
+    return proc.returncode, output, seconds
+
+
+def recap(output):
+    """Per-host counters of the PLAY RECAP."""
+    stats = {}
+    for host, ok, changed, unreachable, failed in re.findall(
+        r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M
+    ):
+        stats[host] = {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
+    return stats
+
+
+def services():
+    """(node, unit) -> systemd state of every cluster service on every node."""
+    state = {}
+    units = {MAIN: (SERVER,), W1: (RPC, FIREWALL), W2: (RPC, FIREWALL), W3: (RPC, FIREWALL)}
+    props = "InvocationID,ActiveState,ActiveEnterTimestampMonotonic,InactiveEnterTimestampMonotonic"
+    for name, names in units.items():
+        host = node(name)
+        for unit in names:
+            out = host.check_output(f"systemctl show -p {props} {unit}.service")
+            values = dict(line.split("=", 1) for line in out.splitlines())
+            state[(name, unit)] = {
+                "id": values["InvocationID"],
+                "active": values["ActiveState"],
+                "started": int(values["ActiveEnterTimestampMonotonic"] or 0),
+                "stopped": int(values["InactiveEnterTimestampMonotonic"] or 0),
+            }
+    return state
+
+
+def restarted(before, after):
+    return {key for key in after if after[key]["id"] and after[key]["id"] != before[key]["id"]}
+
+
+def step(name, path, inv, *args, expect_rc=0):
+    before = services()
+    rc, output, seconds = playbook(path, inv, *args)
+    after = services()
+    TIMES[name] = seconds
+    print(f"STEP {name}: {seconds:.1f} s")
+    assert rc == expect_rc, output[-4000:]
+    return recap(output), before, after, output
+
+
+def address(name):
+    return node(name).interface("eth0").addresses[0]
+
+
+def endpoints(names):
+    return [f"{address(n)}:{PORT}" for n in names]
+
+
+def server_rpc_list():
+    host = node(MAIN)
+    pid = host.check_output(f"systemctl show -P MainPID {SERVER}")
+    args = host.check_output(f"ps -o args= -p {pid}").split()
+    return args[args.index("--rpc") + 1].split(",")
+
+
+def manifest(name):
+    return json.loads(node(name).check_output("cat /opt/llama.cpp/current/manifest.json"))
+
+
+def link(name, which):
+    return node(name).check_output(f"readlink /opt/llama.cpp/{which}")
+
+
+def compiles():
+    """Builds compiled on the builder of the family (the main node sorts first)."""
+    return int(node(MAIN).check_output("wc -l < /var/cache/llama.cpp/builds.log"))
+
+
+def generate_through(workers):
+    """Ask the cluster through generate.yml; check the answer and that each worker holds tensors."""
+    rc, output, _ = playbook(
+        "playbooks/generate.yml",
+        inventory(workers),
+        "-e",
+        json.dumps({"llamacpp_prompt": PROMPT, "llamacpp_n_predict": 12, "llamacpp_mode": "server"}),
+        json_output=True,
+    )
+    assert rc == 0, output[-3000:]
+    result = json.loads(output[output.index("{") :])
+    answers = [
+        task["hosts"][MAIN] for play in result["plays"] for task in play["tasks"] if task["task"]["name"] == "Generate"
+    ]
+    answer = answers[0]
+    print(f"answer: {answer['text']!r} over {answer['workers']}, {answer['timings']['predicted_per_second']} t/s")
+    assert answer["text"].startswith(" 9, 10, 11"), answer["text"]
+    assert answer["workers"] == endpoints(workers)
+    for name in workers:
+        host = node(name)
+        pid = host.check_output(f"systemctl show -P MainPID {RPC}")
+        rss = int(host.check_output(f"ps -o rss= -p {pid}"))
+        # An idle rpc-server takes ~5 MiB; its share of the layers adds 15 MiB or more.
+        assert rss > 20000, f"{name}'s rpc-server holds no model tensors ({rss} KiB)"
+        invocation = host.check_output(f"systemctl show -P InvocationID {RPC}")
+        journal = host.check_output(f"journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID={invocation}")
+        assert journal.splitlines()[-1] == "Accepted client connection", f"{name} is not connected: {journal}"
+
+
+def assert_workers_then_server(before, after, workers):
+    """llama-server was stopped before any worker (re)started and started after all of them."""
+    first_worker = min(after[(w, RPC)]["started"] for w in workers)
+    last_worker = max(after[(w, RPC)]["started"] for w in workers)
+    assert after[(MAIN, SERVER)]["stopped"] > before[(MAIN, SERVER)]["started"]
+    assert after[(MAIN, SERVER)]["stopped"] <= first_worker
+    assert after[(MAIN, SERVER)]["started"] >= last_worker
+
+
+@pytest.fixture(name="main")
+def fixture_main(host):
+    assert host.backend.get_hostname() == MAIN
+    return host
+
+
+def test_converged_cluster_answers(main):
+    assert main.service(SERVER).is_running
+    assert server_rpc_list() == endpoints([W1, W2])
+    assert len({manifest(n)["build_id"] for n in (MAIN, W1, W2)}) == 1
+    generate_through([W1, W2])
+
+
+def test_noop_rerun_changes_and_restarts_nothing(main):
+    stats, before, after, _ = step("no-op", "site.yml", inventory([W1, W2], [W3]))
+    assert {h: s["changed"] for h, s in stats.items()} == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
+    assert restarted(before, after) == set()
+
+
+def test_retune_restarts_that_worker_then_llama_server(main):
+    builds = compiles()
+    stats, before, after, _ = step(
+        "retune", "site.yml", inventory([W1, W2], [W3], {W1: {"llamacpp_rpc_worker_threads": 1}})
+    )
+    assert restarted(before, after) == {(W1, RPC), (MAIN, SERVER)}
+    assert_workers_then_server(before, after, [W1])
+    assert stats[W2]["changed"] == 0
+    assert " -t 1" in node(W1).check_output(f"ps -o args= -p $(systemctl show -P MainPID {RPC})")
+    assert compiles() == builds
+    generate_through([W1, W2])
+
+
+RETUNED = {W1: {"llamacpp_rpc_worker_threads": 1}}
+
+
+def test_scale_out_adds_worker3_without_a_rebuild(main):
+    builds = compiles()
+    _, before, after, _ = step("scale out", "site.yml", inventory([W1, W2, W3], [], RETUNED))
+    assert restarted(before, after) == {(W3, RPC), (W3, FIREWALL), (MAIN, SERVER)}
+    assert compiles() == builds  # received the cluster's build, compiled nothing
+    assert manifest(W3)["build_id"] == manifest(MAIN)["build_id"]
+    assert server_rpc_list() == endpoints([W1, W2, W3])
+    generate_through([W1, W2, W3])
+
+
+def test_scale_in_drops_worker3_from_llama_server(main):
+    _, before, after, _ = step("scale in", "site.yml", inventory([W1, W2], [W3], RETUNED))
+    assert restarted(before, after) == {(MAIN, SERVER)}
+    assert server_rpc_list() == endpoints([W1, W2])
+    generate_through([W1, W2])
+
+
+def test_decommission_refuses_a_worker_in_use(main):
+    stats, before, after, output = step(
+        "decommission refused",
+        "playbooks/decommission.yml",
+        inventory([W1, W2], [W3], RETUNED),
+        "-e",
+        f"llamacpp_decommission_hosts={W1}",
+        expect_rc=2,
+    )
+    assert "still in llama_main or llama_workers" in output
+    assert stats[W1]["changed"] == 0 and restarted(before, after) == set()
+
+
+def test_decommission_removes_worker3(main):
+    args = ("-e", f"llamacpp_decommission_hosts={W3}", "-e", "llamacpp_decommission_builds=true")
+    stats, before, after, _ = step("decommission", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
+    assert stats[W3]["changed"] > 0 and restarted(before, after) == set()
+    w3 = node(W3)
+    assert not w3.file(f"/etc/systemd/system/{RPC}.service").exists
+    assert after[(W3, RPC)]["active"] == "inactive" and after[(W3, FIREWALL)]["active"] == "inactive"
+    assert "llamacpp_rpc" not in w3.check_output("nft list tables")
+    assert not w3.file("/opt/llama.cpp").exists and not w3.user("llama-rpc").exists
+    stats, *_ = step("decommission again", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
+    assert stats[W3]["changed"] == 0
+
+
+def test_failed_upgrade_keeps_the_old_build_everywhere(main):
+    current = {n: link(n, "current") for n in (MAIN, W1, W2)}
+    bad = json.dumps({"llamacpp_build_number": 11313, "llamacpp_build_cmake_extra": {"CMAKE_C_FLAGS": "-march=no-such-cpu"}})
+    _, before, after, output = step(
+        "failed upgrade", "site.yml", inventory([W1, W2], [], RETUNED), "-e", bad, expect_rc=2
+    )
+    assert "no-such-cpu" in output
+    assert {n: link(n, "current") for n in (MAIN, W1, W2)} == current
+    assert restarted(before, after) == set()
+    generate_through([W1, W2])
+
+
+def test_upgrade_builds_once_then_restarts_workers_before_llama_server(main):
+    old = manifest(MAIN)["build_id"]
+    builds = compiles()
+    _, before, after, _ = step(
+        "upgrade", "site.yml", inventory([W1, W2], [], RETUNED), "-e", "llamacpp_build_number=11313"
+    )
+    assert compiles() == builds + 1
+    new = {n: manifest(n) for n in (MAIN, W1, W2)}
+    assert {m["build_id"] for m in new.values()} == {new[MAIN]["build_id"]} != {old}
+    assert {m["build_number"] for m in new.values()} == {11313}
+    assert all(link(n, "previous").endswith(old) for n in (MAIN, W1, W2))
+    assert restarted(before, after) == {(W1, RPC), (W2, RPC), (MAIN, SERVER)}
+    assert_workers_then_server(before, after, [W1, W2])
+    version = main.run("/opt/llama.cpp/current/bin/llama-completion --version")
+    assert "11313" in version.stdout + version.stderr
+    generate_through([W1, W2])
+
+
+def test_mixed_builds_are_refused_before_any_restart(main):
+    w2 = node(W2)
+    upgraded = link(W2, "current")
+    w2.check_output("ln -sfn \"$(readlink /opt/llama.cpp/previous)\" /opt/llama.cpp/current")
+    try:
+        _, before, after, output = step(
+            "mixed refused", "playbooks/services.yml", inventory([W1, W2], [], RETUNED), expect_rc=2
+        )
+    finally:
+        w2.check_output(f"ln -sfn {upgraded} /opt/llama.cpp/current")
+    assert "must run one llama.cpp" in output and f"{W2}: " in output
+    assert "build 11312" in output and "build 11313" in output
+    assert restarted(before, after) == set()
+
+
+def test_rollback_returns_every_node_to_the_previous_build(main):
+    upgraded = manifest(MAIN)["build_id"]
+    _, before, after, _ = step("rollback", "playbooks/rollback.yml", inventory([W1, W2], [], RETUNED))
+    back = {n: manifest(n) for n in (MAIN, W1, W2)}
+    assert {m["build_number"] for m in back.values()} == {11312}
+    assert all(link(n, "previous").endswith(upgraded) for n in (MAIN, W1, W2))
+    assert restarted(before, after) == {(W1, RPC), (W2, RPC), (MAIN, SERVER)}
+    assert_workers_then_server(before, after, [W1, W2])
+    generate_through([W1, W2])
+
+
+def test_site_with_the_old_version_is_then_a_noop(main):
+    stats, before, after, _ = step("no-op after rollback", "site.yml", inventory([W1, W2], [], RETUNED))
+    assert {h: s["changed"] for h, s in stats.items()} == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
+    assert restarted(before, after) == set()
+    print("STEP TIMES: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMES.items()))
