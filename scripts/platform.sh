@@ -4,21 +4,26 @@
 # Installs rootful podman from Debian/Ubuntu packages, configures it for hosts like
 # CI's (runc runtime, explicit ulimits within the host's hard limits, iptables for
 # netavark, cgroupfs when PID 1 is not systemd) and builds the local node image
-# (debootstrap minbase + systemd + python3, imported without any registry).
+# (debootstrap minbase + systemd + python3, imported without any registry), plus an arm64
+# node image that runs under qemu-user emulation (binfmt_misc registration with the F flag).
 # Idempotent: every step checks first and skips work already done.
 #
 # Usage: scripts/platform.sh [--rebuild-image] [--no-smoke]
 set -euo pipefail
 
 IMAGE="${LLAMACPP_NODE_IMAGE:-localhost/llamacpp-node:bookworm}"
+ARM_IMAGE="${LLAMACPP_NODE_ARM_IMAGE:-localhost/llamacpp-node:bookworm-arm64}"
+QEMU=/usr/bin/qemu-aarch64-static
+BINFMT=/proc/sys/fs/binfmt_misc
 SUITE="${LLAMACPP_NODE_SUITE:-bookworm}"
 CACHE_DIR="${LLAMACPP_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llamacpp-cluster}"
 CONF_FILE=/etc/containers/containers.conf.d/50-llamacpp-cluster.conf
 # iptables is only a Suggests of podman, but netavark fails without it. For the tests:
 # the shell linter of ansible-test sanity, and Debian's aarch64 GCC 12 (Arm CPU flags are
 # proven against a real Arm compiler).
+# qemu-user-static runs the arm64 node image.
 PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit debootstrap shellcheck
-  gcc-aarch64-linux-gnu)
+  gcc-aarch64-linux-gnu qemu-user-static)
 # Packages baked into the node image: systemd as PID 1 and what Ansible needs.
 IMAGE_PACKAGES=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,iproute2,procps,ca-certificates
 MIN_FREE_MIB="${LLAMACPP_MIN_FREE_MIB:-4096}"
@@ -111,65 +116,114 @@ debian_mirror() {
 }
 
 image_recipe() {
-  # Changes whenever the way the image is built changes, so an outdated image is rebuilt.
-  { declare -f build_image; echo "$SUITE $IMAGE_PACKAGES"; } | sha256sum | cut -c1-16
+  # Changes whenever the way an image is built changes, so an outdated image is rebuilt.
+  { declare -f build_image emulation_fixes; echo "$SUITE $IMAGE_PACKAGES $1"; } | sha256sum | cut -c1-16
+}
+
+register_binfmt() {
+  # Runs arm64 binaries through qemu; F (fix binary) opens the interpreter at registration,
+  # so it works inside containers that do not have it.
+  [ -x "$QEMU" ] || die "$QEMU is missing; fix: apt-get install qemu-user-static"
+  if [ ! -e "$BINFMT/register" ]; then
+    "${SUDO[@]}" mount -t binfmt_misc binfmt_misc "$BINFMT" \
+      || die "cannot mount binfmt_misc on $BINFMT; fix: modprobe binfmt_misc (the kernel must allow it), then re-run"
+  fi
+  local entry="$BINFMT/qemu-aarch64"
+  if [ -e "$entry" ] && grep -qx enabled "$entry" && grep -qx "interpreter $QEMU" "$entry" \
+    && grep -q '^flags: .*F' "$entry"; then
+    log "binfmt_misc: qemu-aarch64 registered ($(grep '^flags' "$entry"))"
+    return
+  fi
+  [ -e "$entry" ] && echo -1 | "${SUDO[@]}" tee "$entry" >/dev/null
+  printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$QEMU"':F' \
+    | "${SUDO[@]}" tee "$BINFMT/register" >/dev/null \
+    || die "could not register qemu-aarch64 in binfmt_misc; fix: check dmesg, then re-run"
+  log "binfmt_misc: registered $QEMU for aarch64 ELF (flags F)"
+}
+
+emulation_fixes() {
+  # systemd 252 under qemu-user: LoadCredential= fails (243/CREDENTIALS), so the early-boot
+  # units that ask for credentials get them switched off.
+  local rootfs=$1 unit
+  for unit in systemd-sysusers systemd-tmpfiles-setup systemd-tmpfiles-setup-dev systemd-tmpfiles-clean \
+    systemd-sysctl systemd-firstboot; do
+    "${SUDO[@]}" mkdir -p "$rootfs/etc/systemd/system/$unit.service.d"
+    printf '[Service]\nLoadCredential=\n' | "${SUDO[@]}" tee "$rootfs/etc/systemd/system/$unit.service.d/50-no-credentials.conf" >/dev/null
+  done
 }
 
 build_image() {
-  local recipe
-  recipe=$(image_recipe)
-  if [ "$rebuild_image" -eq 0 ] && "${SUDO[@]}" podman image exists "$IMAGE" \
-    && [ "$("${SUDO[@]}" podman image inspect --format '{{ index .Config.Labels "llamacpp.recipe" }}' "$IMAGE")" = "$recipe" ]; then
-    log "image present: $IMAGE (recipe $recipe)"
+  # build_image IMAGE ARCH STOPSIGNAL
+  local image=$1 arch=$2 stopsignal=$3 recipe
+  recipe=$(image_recipe "$arch $stopsignal")
+  if [ "$rebuild_image" -eq 0 ] && "${SUDO[@]}" podman image exists "$image" \
+    && [ "$("${SUDO[@]}" podman image inspect --format '{{ index .Config.Labels "llamacpp.recipe" }}' "$image")" = "$recipe" ]; then
+    log "image present: $image (recipe $recipe)"
     return
   fi
   local mirror rootfs old_id
-  old_id=$("${SUDO[@]}" podman image inspect --format '{{ .Id }}' "$IMAGE" 2>/dev/null || true)
+  old_id=$("${SUDO[@]}" podman image inspect --format '{{ .Id }}' "$image" 2>/dev/null || true)
   mirror=$(debian_mirror)
   rootfs=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
   # shellcheck disable=SC2064
   trap "${SUDO[*]} rm -rf '$rootfs'" EXIT
-  log "debootstrap $SUITE from $mirror (about 90 s)"
-  "${SUDO[@]}" debootstrap --variant=minbase --include="$IMAGE_PACKAGES" "$SUITE" "$rootfs" "$mirror" \
-    >"$CACHE_DIR/debootstrap.log" 2>&1 \
-    || die "debootstrap failed (log: $CACHE_DIR/debootstrap.log); fix: check that $mirror is reachable"
+  log "debootstrap $SUITE/$arch from $mirror (about 90 s; 200 s emulated)"
+  "${SUDO[@]}" debootstrap --arch="$arch" --variant=minbase --include="$IMAGE_PACKAGES" "$SUITE" "$rootfs" "$mirror" \
+    >"$CACHE_DIR/debootstrap-$arch.log" 2>&1 \
+    || die "debootstrap failed (log: $CACHE_DIR/debootstrap-$arch.log); fix: check that $mirror is reachable"
+  [ "$arch" = "$(dpkg --print-architecture)" ] || emulation_fixes "$rootfs"
   # Each container gets its own machine-id at boot; apt caches stay out of the image.
   "${SUDO[@]}" truncate -s 0 "$rootfs/etc/machine-id"
   "${SUDO[@]}" rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   # Without package lists, make the lists look old so apt's cache_valid_time updates them.
   "${SUDO[@]}" touch -d @0 "$rootfs/var/lib/apt/lists"
-  "${SUDO[@]}" tar -C "$rootfs" -c . | "${SUDO[@]}" podman import \
+  "${SUDO[@]}" tar -C "$rootfs" -c . | "${SUDO[@]}" podman import --arch "$arch" \
     --change 'CMD ["/sbin/init"]' --change 'ENV container=podman' \
-    --change 'STOPSIGNAL SIGRTMIN+3' --change "LABEL llamacpp.recipe=$recipe" --quiet - "$IMAGE" >/dev/null \
-    || die "podman import of $IMAGE failed; fix: check 'podman info' and re-run"
+    --change "STOPSIGNAL $stopsignal" --change "LABEL llamacpp.recipe=$recipe" --quiet - "$image" >/dev/null \
+    || die "podman import of $image failed; fix: check 'podman info' and re-run"
   "${SUDO[@]}" rm -rf "$rootfs"
   trap - EXIT
   # The replaced image, unless a container still uses it.
   if [ -n "$old_id" ]; then "${SUDO[@]}" podman rmi "$old_id" >/dev/null 2>&1 || true; fi
-  log "built image $IMAGE (recipe $recipe)"
+  log "built image $image (recipe $recipe)"
 }
 
 smoke_check() {
-  local name="llamacpp-smoke-$$" state="" i
-  "${SUDO[@]}" podman run -d --rm --name "$name" --systemd=always "$IMAGE" >/dev/null \
-    || die "cannot start a container from $IMAGE; fix: see 'podman info', or re-run with --rebuild-image"
-  for i in $(seq 1 60); do
-    state=$("${SUDO[@]}" podman exec "$name" systemctl is-system-running 2>/dev/null || true)
-    case "$state" in running|degraded) break ;; esac
+  # smoke_check IMAGE ARCH SECONDS: a container of IMAGE must boot systemd to "running".
+  local image=$1 arch=$2 limit=$3 name="llamacpp-smoke-$$" state="" i
+  "${SUDO[@]}" podman run -d --rm --arch "$arch" --name "$name" --systemd=always "$image" >/dev/null \
+    || die "cannot start a container from $image; fix: see 'podman info', or re-run with --rebuild-image"
+  for i in $(seq 1 "$limit"); do
+    # Under emulation systemctl may run before systemd listens: wait for its socket first.
+    if "${SUDO[@]}" podman exec "$name" test -S /run/systemd/private 2>/dev/null; then
+      state=$("${SUDO[@]}" podman exec "$name" systemctl is-system-running 2>/dev/null || true)
+      case "$state" in running|degraded) break ;; esac
+    fi
     sleep 1
   done
   if [ "$state" != running ]; then
     "${SUDO[@]}" podman exec "$name" systemctl --failed --no-legend 2>/dev/null || true
     "${SUDO[@]}" podman rm -f "$name" >/dev/null 2>&1 || true
-    die "a container of $IMAGE did not boot to 'running' (state: '${state:-none}'); fix: re-run with --rebuild-image"
+    die "a container of $image did not boot to 'running' (state: '${state:-none}'); fix: re-run with --rebuild-image"
   fi
-  "${SUDO[@]}" podman rm -f -t 5 "$name" >/dev/null
-  log "smoke check: systemd in a container of $IMAGE is running (after ${i} s)"
+  "${SUDO[@]}" podman rm -f -t 10 "$name" >/dev/null
+  log "smoke check: systemd in a container of $image is running (after ${i} s)"
 }
 
 check_disk
 install_packages
 write_config
-build_image
-[ "$smoke" -eq 1 ] && smoke_check
+build_image "$IMAGE" "$(dpkg --print-architecture)" 'SIGRTMIN+3'
+if [ "$(dpkg --print-architecture)" = arm64 ]; then
+  # Native: registering qemu here would capture the host's own binaries.
+  build_image "$ARM_IMAGE" arm64 'SIGRTMIN+3'
+else
+  register_binfmt
+  # qemu-user shifts real-time signals: systemd in the emulated image halts on SIGRTMIN+5.
+  build_image "$ARM_IMAGE" arm64 'SIGRTMIN+5'
+fi
+if [ "$smoke" -eq 1 ]; then
+  smoke_check "$IMAGE" "$(dpkg --print-architecture)" 60
+  smoke_check "$ARM_IMAGE" arm64 180
+fi
 log "ready (${SECONDS} s)"

@@ -105,7 +105,8 @@ def phase_integration(tally: Tally) -> None:
 
 def phase_molecule(tally: Tally) -> None:
     # Scenarios mount the host's compiler cache into their builders (see molecule/*/molecule.yml).
-    (Path(environment()["LLAMACPP_CLUSTER_CACHE"]) / "ccache" / "bookworm").mkdir(parents=True, exist_ok=True)
+    for arch in ("bookworm", "bookworm-arm64"):
+        (Path(environment()["LLAMACPP_CLUSTER_CACHE"]) / "ccache" / arch).mkdir(parents=True, exist_ok=True)
     wanted = os.environ.get("MOLECULE_SCENARIOS", "").split()
     scenarios = sorted(p.parent.name for p in (TOP / "molecule").glob("*/molecule.yml"))
     for name in wanted or scenarios:

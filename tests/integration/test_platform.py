@@ -12,22 +12,24 @@ import pytest
 import testinfra
 
 IMAGE = os.environ.get("LLAMACPP_NODE_IMAGE", "localhost/llamacpp-node:bookworm")
+ARM_IMAGE = os.environ.get("LLAMACPP_NODE_ARM_IMAGE", "localhost/llamacpp-node:bookworm-arm64")
 
 
-@pytest.fixture(name="node", scope="module")
-def fixture_node():
+@pytest.fixture(name="node", scope="module", params=[(IMAGE, "amd64"), (ARM_IMAGE, "arm64")], ids=["native", "arm64"])
+def fixture_node(request):
+    image, arch = request.param
     name = f"llamacpp-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["podman", "run", "-d", "--rm", "--name", name, "--systemd=always", IMAGE],
+    subprocess.run(["podman", "run", "-d", "--rm", "--arch", arch, "--name", name, "--systemd=always", image],
                    check=True, capture_output=True)
     try:
         host = testinfra.get_host(f"podman://{name}")
-        state, deadline = "", time.monotonic() + 60
+        state, deadline = "", time.monotonic() + 120
         while state not in ("running", "degraded") and time.monotonic() < deadline:
             time.sleep(1)
             state = host.run("systemctl is-system-running").stdout.strip()
         yield host, state
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "5", name], check=False, capture_output=True)
+        subprocess.run(["podman", "rm", "-f", "-t", "10", name], check=False, capture_output=True)
 
 
 def test_node_boots_systemd_as_pid_1(node):
@@ -43,12 +45,25 @@ def test_node_has_what_ansible_needs(node):
     assert host.file("/etc/machine-id").size > 0  # generated at boot, not baked into the image
 
 
+def test_arm64_node_runs_aarch64_binaries_through_qemu(node):
+    host = node[0]
+    if host.run("dpkg --print-architecture").stdout.strip() != "arm64":
+        pytest.skip("the native node")
+    assert host.run("uname -m").stdout.strip() == "aarch64"
+    assert host.process.get(pid=1).comm == "systemd"
+    with open("/proc/sys/fs/binfmt_misc/qemu-aarch64", encoding="utf-8") as entry:
+        registration = entry.read().splitlines()
+    assert "enabled" in registration and "interpreter /usr/bin/qemu-aarch64-static" in registration
+    assert any(line.startswith("flags: ") and "F" in line[7:] for line in registration)
+
+
 def test_platform_script_is_idempotent(top):
     result = subprocess.run(["bash", "scripts/platform.sh", "--no-smoke"], cwd=top,
                             capture_output=True, text=True, check=True)
     assert "packages present" in result.stdout
     assert "configuration up to date" in result.stdout
-    assert "image present" in result.stdout
+    assert result.stdout.count("image present") == 2
+    assert "qemu-aarch64 registered" in result.stdout
     assert "installing" not in result.stdout and "wrote" not in result.stdout
 
 
