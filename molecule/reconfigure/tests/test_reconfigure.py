@@ -178,7 +178,7 @@ def compiles():
 
 def generate_through(workers):
     """Ask the cluster through generate.yml; check the answer and that each worker holds tensors."""
-    rc, output, _ = playbook(
+    rc, output, _seconds = playbook(
         "playbooks/generate.yml",
         inventory(workers),
         "-e",
@@ -228,14 +228,14 @@ def test_converged_cluster_answers(main):
 
 
 def test_noop_rerun_changes_and_restarts_nothing(main):
-    stats, before, after, _ = step("no-op", "site.yml", inventory([W1, W2], [W3]))
+    stats, before, after, _output = step("no-op", "site.yml", inventory([W1, W2], [W3]))
     assert {h: s["changed"] for h, s in stats.items()} == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
     assert restarted(before, after) == set()
 
 
 def test_retune_restarts_that_worker_then_llama_server(main):
     builds = compiles()
-    stats, before, after, _ = step(
+    stats, before, after, _output = step(
         "retune", "site.yml", inventory([W1, W2], [W3], {W1: {"llamacpp_rpc_worker_threads": 1}})
     )
     assert restarted(before, after) == {(W1, RPC), (MAIN, SERVER)}
@@ -251,7 +251,7 @@ RETUNED = {W1: {"llamacpp_rpc_worker_threads": 1}}
 
 def test_scale_out_adds_worker3_without_a_rebuild(main):
     builds = compiles()
-    _, before, after, _ = step("scale out", "site.yml", inventory([W1, W2, W3], [], RETUNED))
+    _stats, before, after, _output = step("scale out", "site.yml", inventory([W1, W2, W3], [], RETUNED))
     assert restarted(before, after) == {(W3, RPC), (W3, FIREWALL), (MAIN, SERVER)}
     assert compiles() == builds  # received the cluster's build, compiled nothing
     assert manifest(W3)["build_id"] == manifest(MAIN)["build_id"]
@@ -260,7 +260,7 @@ def test_scale_out_adds_worker3_without_a_rebuild(main):
 
 
 def test_scale_in_drops_worker3_from_llama_server(main):
-    _, before, after, _ = step("scale in", "site.yml", inventory([W1, W2], [W3], RETUNED))
+    _stats, before, after, _output = step("scale in", "site.yml", inventory([W1, W2], [W3], RETUNED))
     assert restarted(before, after) == {(MAIN, SERVER)}
     assert server_rpc_list() == endpoints([W1, W2])
     generate_through([W1, W2])
@@ -281,21 +281,21 @@ def test_decommission_refuses_a_worker_in_use(main):
 
 def test_decommission_removes_worker3(main):
     args = ("-e", f"llamacpp_decommission_hosts={W3}", "-e", "llamacpp_decommission_builds=true")
-    stats, before, after, _ = step("decommission", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
+    stats, before, after, _output = step("decommission", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
     assert stats[W3]["changed"] > 0 and restarted(before, after) == set()
     w3 = node(W3)
     assert not w3.file(f"/etc/systemd/system/{RPC}.service").exists
     assert after[(W3, RPC)]["active"] == "inactive" and after[(W3, FIREWALL)]["active"] == "inactive"
     assert "llamacpp_rpc" not in w3.check_output("nft list tables")
     assert not w3.file("/opt/llama.cpp").exists and not w3.user("llama-rpc").exists
-    stats, *_ = step("decommission again", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
+    stats = step("decommission again", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)[0]
     assert stats[W3]["changed"] == 0
 
 
 def test_failed_upgrade_keeps_the_old_build_everywhere(main):
     current = {n: link(n, "current") for n in (MAIN, W1, W2)}
     bad = json.dumps({"llamacpp_build_number": 11313, "llamacpp_build_cmake_extra": {"CMAKE_C_FLAGS": "-march=no-such-cpu"}})
-    _, before, after, output = step(
+    _stats, before, after, output = step(
         "failed upgrade", "site.yml", inventory([W1, W2], [], RETUNED), "-e", bad, expect_rc=2
     )
     assert "no-such-cpu" in output
@@ -307,7 +307,7 @@ def test_failed_upgrade_keeps_the_old_build_everywhere(main):
 def test_upgrade_builds_once_then_restarts_workers_before_llama_server(main):
     old = manifest(MAIN)["build_id"]
     builds = compiles()
-    _, before, after, _ = step(
+    _stats, before, after, _output = step(
         "upgrade", "site.yml", inventory([W1, W2], [], RETUNED), "-e", "llamacpp_build_number=11313"
     )
     assert compiles() == builds + 1
@@ -327,7 +327,7 @@ def test_mixed_builds_are_refused_before_any_restart(main):
     upgraded = link(W2, "current")
     w2.check_output("ln -sfn \"$(readlink /opt/llama.cpp/previous)\" /opt/llama.cpp/current")
     try:
-        _, before, after, output = step(
+        _stats, before, after, output = step(
             "mixed refused", "playbooks/services.yml", inventory([W1, W2], [], RETUNED), expect_rc=2
         )
     finally:
@@ -337,9 +337,19 @@ def test_mixed_builds_are_refused_before_any_restart(main):
     assert restarted(before, after) == set()
 
 
+def test_rollback_refuses_part_of_the_cluster(main):
+    current = {n: link(n, "current") for n in (MAIN, W1, W2)}
+    _stats, before, after, output = step(
+        "rollback refused", "playbooks/rollback.yml", inventory([W1, W2], [], RETUNED), "--limit", W1, expect_rc=2
+    )
+    assert "must switch every node at once" in output
+    assert {n: link(n, "current") for n in (MAIN, W1, W2)} == current
+    assert restarted(before, after) == set()
+
+
 def test_rollback_returns_every_node_to_the_previous_build(main):
     upgraded = manifest(MAIN)["build_id"]
-    _, before, after, _ = step("rollback", "playbooks/rollback.yml", inventory([W1, W2], [], RETUNED))
+    _stats, before, after, _output = step("rollback", "playbooks/rollback.yml", inventory([W1, W2], [], RETUNED))
     back = {n: manifest(n) for n in (MAIN, W1, W2)}
     assert {m["build_number"] for m in back.values()} == {11312}
     assert all(link(n, "previous").endswith(upgraded) for n in (MAIN, W1, W2))
@@ -349,7 +359,7 @@ def test_rollback_returns_every_node_to_the_previous_build(main):
 
 
 def test_site_with_the_old_version_is_then_a_noop(main):
-    stats, before, after, _ = step("no-op after rollback", "site.yml", inventory([W1, W2], [], RETUNED))
+    stats, before, after, _output = step("no-op after rollback", "site.yml", inventory([W1, W2], [], RETUNED))
     assert {h: s["changed"] for h, s in stats.items()} == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
     assert restarted(before, after) == set()
     print("STEP TIMES: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMES.items()))
