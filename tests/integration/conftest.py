@@ -24,3 +24,31 @@ def fixture_ansible_module(tool_env, top):
         return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
     return run
+
+
+@pytest.fixture(name="moto_server", scope="session")
+def fixture_moto_server():
+    """A moto server (AWS API emulator) on 127.0.0.1 with a free port; yields its URL."""
+    from moto.server import ThreadedMotoServer  # pylint: disable=import-outside-toplevel
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(name="aws")
+def fixture_aws(moto_server, tool_env):
+    """A fresh, empty moto account: (environment for Ansible, boto3 EC2 client)."""
+    import boto3  # pylint: disable=import-outside-toplevel
+    import requests  # pylint: disable=import-outside-toplevel
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=30).raise_for_status()
+    env = dict(tool_env, AWS_URL=moto_server, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_REGION="eu-west-1", AWS_DEFAULT_REGION="eu-west-1", ANSIBLE_DEPRECATION_WARNINGS="0")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+        env.pop(name, None)
+    client = boto3.client("ec2", endpoint_url=moto_server, region_name="eu-west-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    return env, client
