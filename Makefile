@@ -5,7 +5,7 @@ PYTHON_VENV := .venv/bin/python
 SUITE := $(PYTHON_VENV) tests/run_suite.py
 ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 
-.PHONY: help setup venv platform fixtures demo demo-clean test lint sanity unit integration molecule changelog build clean
+.PHONY: help setup venv platform fixtures demo demo-clean bench test lint sanity unit integration molecule changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ demo: setup ## run the main job on a local cluster of containers (1 main + 2 wor
 
 demo-clean: venv ## remove the demo's containers and network
 	@$(ANSIBLE_PLAYBOOK) playbooks/local_cluster.yml -i inventories/local -e llamacpp_local_state=absent
+
+bench: venv ## benchmark the cluster of `make demo` (BENCH_ARGS="-i INVENTORY --pairs N ..."); writes benchmarks/results/
+	@$(PYTHON_VENV) benchmarks/run.py $(BENCH_ARGS)
 
 test: setup ## set everything up, then run the whole suite; ends with 'N passed, N failed'
 	@$(SUITE)

@@ -1,0 +1,166 @@
+"""Access to a deployed cluster for the benchmarks: every action on a node goes through an
+`ansible` ad-hoc command against the inventory (so any inventory works), with JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+REMOTE_DIR = "/tmp/llamacpp-bench"
+RPC_LOG = f"{REMOTE_DIR}/rpc-server.log"
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Cluster:
+    inventory: str
+    main: str = ""
+    workers: list[str] = field(default_factory=list)
+    endpoints: list[str] = field(default_factory=list)
+    model: str = ""
+    server_url: str = ""
+    vcpus: dict[str, int] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    _hand_pids: dict[str, int] = field(default_factory=dict)
+
+    # --- plumbing -------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+        env.update(ANSIBLE_COLLECTIONS_PATH=str(TOP / "collections"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_DEPRECATION_WARNINGS="0")
+        env["PATH"] = f"{TOP / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def module(self, host: str, name: str, args: dict, become: bool = True) -> tuple[dict, float]:
+        """Run one module on one host; returns (result, seconds on the controller)."""
+        cmd = ["ansible", host, "-i", self.inventory, "-m", name, "-a", json.dumps(args)] + (["-b"] if become else [])
+        start = time.monotonic()
+        proc = subprocess.run(cmd, cwd=TOP, env=self.env(), capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - start
+        try:
+            result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise BenchError(f"{name} on {host} gave no result: {proc.stdout[-1500:]} {proc.stderr[-1500:]}") from exc
+        if result.get("failed") or result.get("unreachable"):
+            raise BenchError(f"{name} on {host} failed: {result.get('msg', '')} {result.get('stderr', '')[-1500:]}")
+        return result, seconds
+
+    def sh(self, host: str, script: str) -> str:
+        return self.module(host, "ansible.builtin.shell", {"cmd": script, "executable": "/bin/bash"})[0]["stdout"]
+
+    def playbook(self, path: str, *args: str) -> float:
+        env = self.env()
+        env.pop("ANSIBLE_STDOUT_CALLBACK")
+        start = time.monotonic()
+        proc = subprocess.run(["ansible-playbook", path, "-i", self.inventory, *args], cwd=TOP, env=env,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            raise BenchError(f"{path} failed:\n{proc.stdout[-3000:]}")
+        return time.monotonic() - start
+
+    # --- discovery ------------------------------------------------------------------------
+    def discover(self) -> None:
+        proc = subprocess.run(["ansible-inventory", "-i", self.inventory, "--list"], cwd=TOP, env=self.env(),
+                              capture_output=True, text=True, check=True)
+        groups = json.loads(proc.stdout)
+        mains = groups.get("llama_main", {}).get("hosts", [])
+        if len(mains) != 1:
+            raise BenchError(f"{self.inventory}: need exactly one host in llama_main, found {mains}")
+        self.main, self.workers = mains[0], groups.get("llama_workers", {}).get("hosts", [])
+        local = self.module(self.main, "ansible.builtin.setup", {"filter": "ansible_local"})[0]
+        facts = local["ansible_facts"].get("ansible_local", {}).get("llamacpp")
+        if not facts:
+            raise BenchError(f"{self.main} has no llamacpp facts: deploy the cluster with site.yml first")
+        self.model, self.server_url, self.endpoints = facts["model_path"], facts["server_url"], facts["workers"]
+        if len(self.endpoints) != len(self.workers):
+            raise BenchError(f"{self.main} is set up with {self.endpoints}, the inventory has {self.workers}: "
+                             "run site.yml first")
+        for host in [self.main, *self.workers]:
+            facts = self.module(host, "ansible.builtin.setup", {"gather_subset": ["!all", "hardware"]})[0]
+            self.vcpus[host] = facts["ansible_facts"]["ansible_processor_vcpus"]
+            self.info.setdefault("cpu_model", facts["ansible_facts"].get("ansible_processor", ["?"] * 3)[-1])
+        self.info["manifest"] = json.loads(self.sh(self.main, "cat /opt/llama.cpp/current/manifest.json"))
+        self.module(self.main, "ansible.builtin.file", {"path": REMOTE_DIR, "state": "directory", "mode": "0700"})
+        self.module(self.main, "ansible.builtin.copy", {"src": str(TOP / "benchmarks/node_bench.py"),
+                                                        "dest": f"{REMOTE_DIR}/node_bench.py", "mode": "0700"})
+
+    # --- measurements on the main node ------------------------------------------------------
+    def node_bench(self, *args: str) -> list[dict]:
+        argv = ["python3", f"{REMOTE_DIR}/node_bench.py", *args]
+        result = self.module(self.main, "ansible.builtin.command", {"argv": argv})[0]
+        return json.loads(result["stdout"])
+
+    def cli(self, prompt: str, n_predict: int, workers: list[str], repeat: int = 1) -> list[dict]:
+        return self.node_bench("cli", "--binary", "/opt/llama.cpp/current/bin/llama-completion", "--model", self.model,
+                               "--prompt", prompt, "-n", str(n_predict), "--rpc", ",".join(workers),
+                               "--threads", str(self.vcpus[self.main]), "--repeat", str(repeat))
+
+    def server(self, prompt: str, n_predict: int, repeat: int = 1) -> list[dict]:
+        return self.node_bench("server", "--url", self.server_url, "--prompt", prompt, "-n", str(n_predict),
+                               "--repeat", str(repeat))
+
+    # --- service states ---------------------------------------------------------------------
+    def llama_server(self, running: bool) -> float:
+        """Stop or (re)start llama-server; for a start, the seconds until it is healthy."""
+        if not running:
+            self.sh(self.main, "systemctl stop llama-server")
+            return 0.0
+        return self.node_bench("server-start", "--url", self.server_url)[0]["start_s"]
+
+    def rpc_services(self, running: bool) -> None:
+        for host in self.workers:
+            self.sh(host, f"systemctl {'restart' if running else 'stop'} llama-rpc-server")
+        if running:
+            self.wait_for_workers()
+
+    def hand_rpc_servers(self, threads: bool, cache: bool = False) -> None:
+        """The hand recipe: stop the service, start rpc-server by hand on the same address."""
+        self.stop_hand_rpc_servers()
+        self.rpc_services(running=False)
+        for host, endpoint in zip(self.workers, self.endpoints):
+            address, port = endpoint.rsplit(":", 1)
+            flags = f"-H {address} -p {port}" + (f" -t {self.vcpus[host]}" if threads else "") + (" -c" if cache else "")
+            out = self.sh(host, f"mkdir -p {REMOTE_DIR}; nohup /opt/llama.cpp/current/bin/rpc-server {flags} "
+                                f"> {RPC_LOG} 2>&1 < /dev/null & echo $!")
+            self._hand_pids[host] = int(out.strip())
+        self.wait_for_workers()
+
+    def stop_hand_rpc_servers(self) -> None:
+        for host, pid in list(self._hand_pids.items()):
+            self.sh(host, f"kill {pid} 2>/dev/null; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done; true")
+            del self._hand_pids[host]
+
+    def wait_for_workers(self) -> None:
+        for host, endpoint in zip(self.workers, self.endpoints):
+            port = endpoint.rsplit(":", 1)[1]
+            # /proc/net/tcp, not a probe: a connection would occupy rpc-server (one client at a time).
+            self.sh(host, f"for i in $(seq 300); do grep -q ':{int(port):04X} 00000000:0000 0A' /proc/net/tcp && exit 0; "
+                          "sleep 0.1; done; echo 'rpc-server did not listen' >&2; exit 1")
+
+    def peak_rss_kib(self, host: str) -> int:
+        """Peak RSS of the rpc-server service since it started."""
+        out = self.sh(host, "awk '/VmHWM/ {print $2}' /proc/$(systemctl show -P MainPID llama-rpc-server)/status")
+        return int(out.strip())
+
+    def clear_rpc_cache(self) -> None:
+        for host in self.workers:
+            self.sh(host, "rm -rf /root/.cache/llama.cpp/rpc")
+
+    def restore(self, server_enabled: bool) -> None:
+        """Back to the deployed state: services running, nothing of the benchmark left."""
+        self.stop_hand_rpc_servers()
+        self.clear_rpc_cache()
+        self.rpc_services(running=True)
+        if server_enabled:
+            self.llama_server(running=True)
+        self.sh(self.main, f"rm -rf {REMOTE_DIR}")
+        for host in self.workers:
+            self.sh(host, f"rm -rf {REMOTE_DIR}")

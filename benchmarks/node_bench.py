@@ -1,0 +1,121 @@
+"""Measurements taken on a cluster node (copied there by benchmarks/run.py; stdlib only).
+
+  node_bench.py cli    --binary B --model M --prompt P -n N [--rpc A,B] [--threads T] --repeat K
+  node_bench.py server --url U --prompt P -n N --repeat K
+  node_bench.py server-start --url U      (restart llama-server; seconds until /health is OK)
+
+Prints one JSON list, one object per request: wall_s, ttft_s (time to the first generated
+byte: the first stdout byte of llama-completion, or the first streamed token of llama-server),
+prompt/generation tokens per second and, for cli, load_ms and the process's peak RSS (KiB).
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+import urllib.request
+
+TIMING = re.compile(r"(?P<name>load time|prompt eval time|eval time|total time)\s*=\s*(?P<ms>[0-9.]+) ms"
+                    r"(?:\s*/\s*(?P<count>\d+) (?:tokens|runs))?")
+
+
+def perf(stderr):
+    found = {m.group("name"): (float(m.group("ms")), int(m.group("count") or 0)) for m in TIMING.finditer(stderr)}
+    result = {"load_ms": found.get("load time", (None, 0))[0]}
+    for key, name in (("prompt", "prompt eval time"), ("predicted", "eval time")):
+        ms, count = found.get(name, (0.0, 0))
+        result[f"{key}_per_second"] = round(count * 1000.0 / ms, 2) if ms else None
+        result[f"{key}_tokens"] = count
+    return result
+
+
+def run_cli(args):
+    cmd = [args.binary, "-m", args.model, "-p", args.prompt, "-n", str(args.n_predict), "--temp", "0",
+           "--seed", "42", "-c", "2048", "-no-cnv", "--no-display-prompt", "-ngl", "99"]
+    if args.threads:
+        cmd += ["-t", str(args.threads)]
+    if args.rpc:
+        cmd += ["--rpc", args.rpc]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=dict(os.environ, LC_ALL="C.UTF-8"))
+    ttft, out, err = None, b"", b""
+    streams = [proc.stdout, proc.stderr]
+    while streams:
+        for stream in select.select(streams, [], [])[0]:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                streams.remove(stream)
+            elif stream is proc.stdout:
+                if ttft is None and chunk.strip():
+                    ttft = time.monotonic() - start
+                out += chunk
+            else:
+                err += chunk
+    status, usage = os.wait4(proc.pid, 0)[1:]
+    wall = time.monotonic() - start
+    stderr = err.decode("utf-8", "replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"llama-completion failed: {stderr[-2000:]}")
+    return dict(perf(stderr), wall_s=round(wall, 3), ttft_s=round(ttft or wall, 3), peak_rss_kib=usage.ru_maxrss,
+                text=out.decode("utf-8", "replace"))
+
+
+def run_server(args):
+    body = json.dumps({"prompt": args.prompt, "n_predict": args.n_predict, "temperature": 0, "seed": 42,
+                       "stream": True, "cache_prompt": False}).encode()
+    request = urllib.request.Request(f"{args.url.rstrip('/')}/completion", data=body,
+                                     headers={"Content-Type": "application/json"})
+    start, ttft, text, timings = time.monotonic(), None, "", {}
+    with urllib.request.urlopen(request, timeout=600) as response:
+        for line in response:
+            if not line.startswith(b"data: "):
+                continue
+            event = json.loads(line[6:])
+            if event.get("content") and ttft is None:
+                ttft = time.monotonic() - start
+            text += event.get("content", "")
+            timings = event.get("timings", timings)
+    wall = time.monotonic() - start
+    return {"wall_s": round(wall, 3), "ttft_s": round(ttft or wall, 3), "load_ms": None,
+            "prompt_per_second": timings.get("prompt_per_second"), "prompt_tokens": timings.get("prompt_n"),
+            "predicted_per_second": timings.get("predicted_per_second"), "predicted_tokens": timings.get("predicted_n"),
+            "text": text}
+
+
+def server_start(args):
+    start = time.monotonic()
+    subprocess.run(["systemctl", "restart", "llama-server"], check=True)
+    while time.monotonic() - start < 600:
+        try:
+            with urllib.request.urlopen(f"{args.url.rstrip('/')}/health", timeout=5) as response:
+                if response.status == 200:
+                    return {"start_s": round(time.monotonic() - start, 3)}
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit("llama-server did not become healthy within 600 s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["cli", "server", "server-start"])
+    parser.add_argument("--binary")
+    parser.add_argument("--model")
+    parser.add_argument("--url")
+    parser.add_argument("--prompt", default="")
+    parser.add_argument("-n", "--n-predict", type=int, default=128)
+    parser.add_argument("--rpc", default="")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    run = {"cli": run_cli, "server": run_server, "server-start": server_start}[args.mode]
+    print(json.dumps([run(args) for _round in range(args.repeat)]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Benchmark a deployed llamacpp.cluster against the hand-run llama.cpp recipe.
+
+Runs on the cluster of an inventory (default: inventories/local, the containers of
+`make demo`; deploy it with site.yml first) and writes <out>/<date>.json, <date>.md and
+<date>.png. Every comparison runs its variants alternately (A B A B ...) for --pairs rounds
+and reports medians and ratios against a baseline, measured side by side in this one run:
+
+  recipe     hand recipe (rpc-server by hand, default threads and -t vCPUs, bare llama-completion)
+             vs the collection (its services, bare llama-completion, and llamacpp.cluster.generate)
+  threads    rpc-server's default thread count vs vCPUs (from the recipe rounds)
+  modes      cli vs server mode for batches of K prompts
+  workers    the main node alone vs 1..N RPC workers, with peak memory per node
+  cache      model load time with and without rpc-server's tensor cache (-c)
+  automation a no-op site.yml, generate.yml, and a bare request to llama-server
+
+The cluster is put back as deployed at the end (services running, nothing left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import report
+from cluster import TOP, BenchError, Cluster
+
+PROMPT = "Explain in a few sentences why the sky is blue."
+COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "automation")
+
+
+def cli_sample(run: dict) -> dict:
+    return {k: run.get(k) for k in ("wall_s", "ttft_s", "load_ms", "prompt_per_second", "predicted_per_second")} | {
+        "peak_rss_mib": round(run["peak_rss_kib"] / 1024, 1) if run.get("peak_rss_kib") else None}
+
+
+def bench_recipe(c: Cluster, args) -> tuple[dict, dict]:
+    c.llama_server(running=False)  # it would hold the workers: one-shot runs only here
+    state = {"now": None}
+
+    def workers(kind):
+        if state["now"] != kind:
+            if kind == "service":
+                c.stop_hand_rpc_servers()
+                c.rpc_services(running=True)
+            else:
+                c.hand_rpc_servers(threads=kind == "hand-vcpus")
+            state["now"] = kind
+
+    def bare(kind):
+        def measure():
+            workers(kind)
+            return cli_sample(c.cli(PROMPT, args.n_predict, c.endpoints)[0])
+        return measure
+
+    def module():
+        workers("service")
+        result, seconds = c.module(c.main, "llamacpp.cluster.generate", {
+            "prompt": PROMPT, "model": c.model, "workers": c.endpoints, "n_predict": args.n_predict,
+            "temperature": 0, "seed": 42, "mode": "cli", "ctx_size": 2048, "threads": c.vcpus[c.main],
+            "n_gpu_layers": 99, "timeout": 900})
+        t = result["timings"]
+        return {"wall_s": t["wall_s"], "task_s": round(seconds, 3), "load_ms": t.get("load_ms"),
+                "prompt_per_second": t.get("prompt_per_second"), "predicted_per_second": t.get("predicted_per_second")}
+
+    labels = ("hand: rpc-server default threads", "hand: rpc-server -t vCPUs", "collection services, bare command",
+              "collection: generate module (cli)")
+    samples = report.alternate(args.pairs, dict(zip(labels, (bare("hand-default"), bare("hand-vcpus"),
+                                                             bare("service"), module))))
+    workers("service")
+    recipe = report.comparison(
+        "Hand recipe vs the collection (cli, one request)", samples,
+        ["predicted_per_second", "prompt_per_second", "wall_s", "task_s"], labels[0],
+        "wall s: the llama-completion run (for the module, as timed inside it); task s: the whole Ansible task "
+        "on the controller. The module's overhead is its wall over the bare command's on the same services.")
+    summary = recipe["summary"]
+    recipe["derived"] = {
+        "generate module's wall over the bare command's (same services)":
+            _ratio(summary[labels[3]]["wall_s"], summary[labels[2]]["wall_s"]),
+        "whole Ansible task over the bare command's wall": _ratio(summary[labels[3]]["task_s"],
+                                                                  summary[labels[2]]["wall_s"]),
+        "collection services' generation t/s over the hand recipe's (default threads)":
+            _ratio(summary[labels[2]]["predicted_per_second"], summary[labels[0]]["predicted_per_second"]),
+    }
+    threads = report.comparison(
+        "rpc-server threads: default (half the cores) vs vCPUs", {k: samples[k] for k in labels[:2]},
+        ["predicted_per_second", "prompt_per_second"], labels[0], "The same rounds as the recipe comparison.")
+    return recipe, threads
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def bench_modes(c: Cluster, args) -> dict:
+    samples = {}
+    for k in args.batch:
+        def cli():
+            c.llama_server(running=False)
+            runs = c.cli(PROMPT, args.n_predict, c.endpoints, repeat=k)
+            return _batch(runs, start_s=0.0)
+
+        def server():
+            start_s = c.llama_server(running=True)
+            return _batch(c.server(PROMPT, args.n_predict, repeat=k), start_s)
+
+        for label, runs in report.alternate(args.pairs, {f"cli x{k}": cli, f"server x{k}": server}).items():
+            samples[label] = runs
+    c.llama_server(running=True)
+    return report.comparison(
+        "cli vs server mode for a batch of K prompts", samples,
+        ["total_s", "ttft_s", "predicted_per_second", "start_s"], f"cli x{args.batch[0]}",
+        "total s: the whole batch, for server mode including its restart until healthy (start s), paid once; "
+        "TTFT: median time to the first generated text per request.")
+
+
+def _batch(runs: list[dict], start_s: float) -> dict:
+    return {"total_s": round(start_s + sum(r["wall_s"] for r in runs), 3), "start_s": start_s,
+            "ttft_s": report.median(r["ttft_s"] for r in runs),
+            "predicted_per_second": report.median(r["predicted_per_second"] for r in runs)}
+
+
+def bench_workers(c: Cluster, args) -> dict:
+    c.llama_server(running=False)
+
+    def measure(count):
+        def run():
+            c.rpc_services(running=True)  # a fresh peak RSS per round
+            sample = cli_sample(c.cli(PROMPT, args.n_predict, c.endpoints[:count])[0])
+            peaks = [c.peak_rss_kib(host) for host in c.workers[:count]]
+            sample["worker_peak_rss_mib"] = round(max(peaks) / 1024, 1) if peaks else None
+            sample["workers_total_rss_mib"] = round(sum(peaks) / 1024, 1) if peaks else None
+            return sample
+        return run
+
+    variants = {("main node alone" if n == 0 else f"{n} RPC worker{'s' if n > 1 else ''}"): measure(n)
+                for n in range(len(c.workers) + 1)}
+    samples = report.alternate(args.pairs, variants)
+    c.rpc_services(running=True)
+    return report.comparison(
+        "Main node alone vs RPC workers", samples,
+        ["predicted_per_second", "prompt_per_second", "peak_rss_mib", "worker_peak_rss_mib", "workers_total_rss_mib"],
+        "main node alone",
+        "peak RSS MiB: llama-completion on the main node; worker RSS MiB: the largest rpc-server peak (all "
+        "workers: their sum). "
+        "All nodes of a local run share the same CPU, so more workers cannot be faster here; memory is the point.")
+
+
+def bench_cache(c: Cluster, args) -> dict:
+    c.llama_server(running=False)
+    c.clear_rpc_cache()
+    c.hand_rpc_servers(threads=True, cache=True)
+    c.cli(PROMPT, 1, c.endpoints)  # fills the cache
+
+    def measure(cache):
+        def run():
+            c.hand_rpc_servers(threads=True, cache=cache)  # a restarted cluster
+            return cli_sample(c.cli(PROMPT, args.n_predict, c.endpoints)[0])
+        return run
+
+    samples = report.alternate(args.pairs, {"rpc-server without -c": measure(False), "rpc-server -c": measure(True)})
+    c.stop_hand_rpc_servers()
+    c.clear_rpc_cache()
+    c.rpc_services(running=True)
+    return report.comparison("Tensor cache (-c): model load after an rpc-server restart", samples,
+                             ["load_ms", "wall_s"], "rpc-server without -c")
+
+
+def bench_automation(c: Cluster, args) -> dict:
+    c.llama_server(running=True)
+    variants = {
+        "site.yml, no change": lambda: {"wall_s": round(c.playbook("site.yml"), 3)},
+        "generate.yml (server mode)": lambda: {"wall_s": round(c.playbook(
+            "playbooks/generate.yml", "-e", f"llamacpp_n_predict={args.n_predict}", "-e", "llamacpp_mode=server",
+            "-e", f"llamacpp_prompt={PROMPT}"), 3)},
+        "bare request to llama-server": lambda: {"wall_s": c.server(PROMPT, args.n_predict)[0]["wall_s"]},
+    }
+    samples = report.alternate(args.pairs, variants)
+    return report.comparison("Automation cost", samples, ["wall_s"], "bare request to llama-server",
+                             "Wall time on the controller for the playbooks; on the main node for the bare request.")
+
+
+def machine(c: Cluster, args) -> dict:
+    manifest = c.info["manifest"]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"controller_cpu": cpu, "controller_vcpus": os.cpu_count(),
+            "nodes": f"1 main + {len(c.workers)} workers, vCPUs {c.vcpus}", "node_cpu": c.info["cpu_model"],
+            "llama_cpp": f"{manifest.get('version')} ({manifest.get('commit', '')[:12]}, build "
+                         f"{manifest.get('build_number')})", "model": Path(c.model).name, "inventory": args.inventory}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-i", "--inventory", default="inventories/local")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds of each comparison (default 3)")
+    parser.add_argument("-n", "--n-predict", type=int, default=128)
+    parser.add_argument("--batch", type=lambda v: [int(k) for k in v.split(",")], default=[1, 5, 20],
+                        help="batch sizes K of the modes comparison (default 1,5,20)")
+    parser.add_argument("--only", type=lambda v: v.split(","), default=list(COMPARISONS),
+                        help=f"comma-separated subset of {','.join(COMPARISONS)}")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings: 1 round, 8 tokens, K=1,2")
+    parser.add_argument("--out", type=Path, default=TOP / "benchmarks" / "results")
+    parser.add_argument("--report", type=Path, metavar="RESULT.json",
+                        help="only render the Markdown and the plot of an earlier result again")
+    args = parser.parse_args(argv)
+    if args.report:
+        stem = report.write(json.loads(args.report.read_text()), args.out)
+        print(f"bench: wrote {stem}.json, .md and .png")
+        return 0
+    if args.smoke:
+        args.pairs, args.n_predict, args.batch = 1, 8, [1, 2]
+    unknown = set(args.only) - set(COMPARISONS)
+    if unknown or args.pairs < 1 or args.n_predict < 1 or min(args.batch) < 1:
+        parser.error(f"bad settings: unknown comparisons {sorted(unknown)}, or pairs, n-predict or batch below 1")
+
+    c = Cluster(args.inventory)
+    try:
+        c.discover()
+        server_enabled = "active" in c.sh(c.main, "systemctl is-active llama-server || true")
+        comparisons = {}
+        try:
+            if "recipe" in args.only or "threads" in args.only:
+                recipe, threads = bench_recipe(c, args)
+                comparisons.update({k: v for k, v in (("recipe", recipe), ("threads", threads)) if k in args.only})
+            for name, bench in (("modes", bench_modes), ("workers", bench_workers), ("cache", bench_cache),
+                                ("automation", bench_automation)):
+                if name in args.only:
+                    print(f"bench: {name}", flush=True)
+                    comparisons[name] = bench(c, args)
+        finally:
+            c.restore(server_enabled)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    result = {"date": date, "machine": machine(c, args), "comparisons": comparisons,
+              "settings": {"pairs": args.pairs, "n_predict": args.n_predict, "batch": args.batch, "prompt": PROMPT}}
+    stem = report.write(result, args.out)
+    print(report.markdown(result))
+    print(f"bench: wrote {stem}.json, .md and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
