@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check AWX job-template survey specs, and the answers of a launch, the way AWX does.
 
 Spec rules (AWX's survey spec endpoint): a name, a description and a non-empty list of

@@ -85,7 +85,7 @@ def test_finds_the_running_nodes_of_the_cluster_by_tag(aws, top):
 def test_host_vars_give_private_address_type_and_architecture(aws, top):
     env, ec2 = aws
     nodes = seed(ec2)
-    hostvars, _ = listing(env, top)
+    hostvars = listing(env, top)[0]
     for name, instance in nodes.items():
         got = hostvars[name]
         assert got["ansible_host"] == instance["PrivateIpAddress"]
@@ -99,7 +99,7 @@ def test_host_vars_give_private_address_type_and_architecture(aws, top):
 def test_group_vars_pin_the_build_role_commit(aws, top):
     env, ec2 = aws
     seed(ec2)
-    hostvars, _ = listing(env, top)
+    hostvars = listing(env, top)[0]
     defaults = yaml.safe_load((top / "roles/build/defaults/main.yml").read_text())
     for got in hostvars.values():
         assert got["llamacpp_build_version"] == defaults["llamacpp_build_version"]
@@ -114,7 +114,7 @@ def test_cluster_name_and_region_come_from_the_environment(aws, top):
     hostvars, groups = listing(dict(env, LLAMACPP_CLUSTER="other"), top)
     assert set(hostvars) == {"other-main"}
     assert groups["llama_main"] == {"other-main"}
-    hostvars, _ = listing(dict(env, AWS_REGION="us-west-2"), top)
+    hostvars = listing(dict(env, AWS_REGION="us-west-2"), top)[0]
     assert not hostvars
 
 

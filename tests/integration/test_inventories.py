@@ -44,7 +44,7 @@ def test_plugin_config_matches_the_plugin_schema(cloud, top, tool_env):
 
 @pytest.mark.parametrize("cloud", sorted(PLUGIN_CONFIGS))
 def test_plugin_config_maps_roles_to_the_cluster_groups(cloud, top):
-    filename, _ = PLUGIN_CONFIGS[cloud]
+    filename = PLUGIN_CONFIGS[cloud][0]
     config = yaml.safe_load((top / "inventories" / cloud / filename).read_text())
     groups = config.get("groups") or config.get("conditional_groups")
     assert set(groups) == {"llama_main", "llama_workers"}

@@ -55,7 +55,7 @@ def test_launches_tagged_graviton_instances_and_a_rerun_changes_nothing(aws, top
 
 def test_rpc_port_is_open_only_to_the_main_nodes_group(aws, top):
     env, ec2 = aws
-    rc, _, out = provision(env, top, "-e", "llamacpp_aws_rpc_port=50099")
+    rc, _changed, out = provision(env, top, "-e", "llamacpp_aws_rpc_port=50099")
     assert rc == 0, out
     sgs = groups(ec2)
     main, workers = sgs["llamacpp-main"], sgs["llamacpp-workers"]
@@ -74,12 +74,12 @@ def test_scaling_adds_or_terminates_only_workers(aws, top):
     env, ec2 = aws
     assert provision(env, top)[0] == 0
     before = {n: i["InstanceId"] for n, i in instances(ec2).items()}
-    rc, _, out = provision(env, top, "-e", "llamacpp_aws_worker_count=3")
+    rc, _changed, out = provision(env, top, "-e", "llamacpp_aws_worker_count=3")
     assert rc == 0, out
     after = {n: i["InstanceId"] for n, i in instances(ec2).items()}
     assert set(after) == set(before) | {"llamacpp-worker3"}
     assert all(after[n] == before[n] for n in before)
-    rc, _, out = provision(env, top, "-e", "llamacpp_aws_worker_count=1")
+    rc, _changed, out = provision(env, top, "-e", "llamacpp_aws_worker_count=1")
     assert rc == 0, out
     remaining = {n: i["InstanceId"] for n, i in instances(ec2).items()}
     assert remaining == {n: before[n] for n in ("llamacpp-main", "llamacpp-worker1")}
@@ -103,7 +103,7 @@ def test_bad_settings_are_refused_before_anything_is_created(aws, top):
     for extra, words in ((["-e", "llamacpp_aws_worker_type=m7i.large"], "Graviton"),
                          (["-e", "llamacpp_aws_ssh_cidr="], "llamacpp_aws_ssh_cidr"),
                          (["-e", "llamacpp_aws_worker_count=0"], "llamacpp_aws_worker_count")):
-        rc, _, out = provision(env, top, *extra)
+        rc, _changed, out = provision(env, top, *extra)
         assert rc != 0
         assert words in out and "Nothing was changed" in out, out
     assert not instances(ec2, states=("pending", "running", "stopped"))

@@ -29,9 +29,9 @@ def run(cmd, top, env):
 
 def listed_hosts(output):
     """Hosts per play of `ansible-playbook --list-hosts`."""
-    plays = re.findall(r"play #\d+ \(([^)]*)\): (.*?)\tTAGS.*?\n\s+pattern: .*?\n\s+hosts \(\d+\):\n((?:\s{6}\S+\n)*)",
+    plays = re.findall(r"play #\d+ \((?:[^)]*)\): (.*?)\tTAGS.*?\n\s+pattern: .*?\n\s+hosts \(\d+\):\n((?:\s{6}\S+\n)*)",
                        output)
-    return {name: sorted(hosts.split()) for _, name, hosts in plays}
+    return {name: sorted(hosts.split()) for name, hosts in plays}
 
 
 def test_deploy_on_aws_commands(aws, top):
