@@ -89,8 +89,10 @@ class Cluster:
             self.info.setdefault("cpu_model", facts["ansible_facts"].get("ansible_processor", ["?"] * 3)[-1])
         self.info["manifest"] = json.loads(self.sh(self.main, "cat /opt/llama.cpp/current/manifest.json"))
         self.module(self.main, "ansible.builtin.file", {"path": REMOTE_DIR, "state": "directory", "mode": "0700"})
-        self.module(self.main, "ansible.builtin.copy", {"src": str(TOP / "benchmarks/node_bench.py"),
-                                                        "dest": f"{REMOTE_DIR}/node_bench.py", "mode": "0700"})
+        for src, dest in (("benchmarks/node_bench.py", "node_bench.py"),
+                          ("plugins/module_utils/inference.py", "llamacpp_inference.py")):
+            self.module(self.main, "ansible.builtin.copy", {"src": str(TOP / src), "dest": f"{REMOTE_DIR}/{dest}",
+                                                            "mode": "0600"})
 
     # --- measurements on the main node ------------------------------------------------------
     def node_bench(self, *args: str) -> list[dict]:

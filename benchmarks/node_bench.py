@@ -1,4 +1,5 @@
-"""Measurements taken on a cluster node (copied there by benchmarks/run.py; stdlib only).
+"""Measurements taken on a cluster node (copied there by benchmarks/run.py with the collection's
+plugins/module_utils/inference.py as llamacpp_inference.py; otherwise stdlib only).
 
   node_bench.py cli    --binary B --model M --prompt P -n N [--rpc A,B] [--threads T] --repeat K
   node_bench.py server --url U --prompt P -n N --repeat K
@@ -12,37 +13,22 @@ prompt/generation tokens per second and, for cli, load_ms and the process's peak
 import argparse
 import json
 import os
-import re
 import select
 import subprocess
 import sys
 import time
 import urllib.request
 
-TIMING = re.compile(r"(?P<name>load time|prompt eval time|eval time|total time)\s*=\s*(?P<ms>[0-9.]+) ms"
-                    r"(?:\s*/\s*(?P<count>\d+) (?:tokens|runs))?")
-
-
-def perf(stderr):
-    found = {m.group("name"): (float(m.group("ms")), int(m.group("count") or 0)) for m in TIMING.finditer(stderr)}
-    result = {"load_ms": found.get("load time", (None, 0))[0]}
-    for key, name in (("prompt", "prompt eval time"), ("predicted", "eval time")):
-        ms, count = found.get(name, (0.0, 0))
-        result[f"{key}_per_second"] = round(count * 1000.0 / ms, 2) if ms else None
-        result[f"{key}_tokens"] = count
-    return result
+from llamacpp_inference import cli_command, parse_timings
 
 
 def run_cli(args):
-    cmd = [args.binary, "-m", args.model, "-p", args.prompt, "-n", str(args.n_predict), "--temp", "0",
-           "--seed", "42", "-c", "2048", "-no-cnv", "--no-display-prompt", "-ngl", "99"]
-    if args.threads:
-        cmd += ["-t", str(args.threads)]
-    if args.rpc:
-        cmd += ["--rpc", args.rpc]
+    # The same command line and timing parser as llamacpp.cluster.generate in cli mode.
+    cmd = cli_command(args.binary, args.model, args.prompt, [w for w in args.rpc.split(",") if w], args.n_predict,
+                      0, 42, 2048, args.threads, 99)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=dict(os.environ, LC_ALL="C.UTF-8"))
+                            env=dict(os.environ, GGML_NO_BACKTRACE="1", LC_ALL="C.UTF-8"))
     ttft, out, err = None, b"", b""
     streams = [proc.stdout, proc.stderr]
     while streams:
@@ -61,7 +47,7 @@ def run_cli(args):
     stderr = err.decode("utf-8", "replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"llama-completion failed: {stderr[-2000:]}")
-    return dict(perf(stderr), wall_s=round(wall, 3), ttft_s=round(ttft or wall, 3), peak_rss_kib=usage.ru_maxrss,
+    return dict(parse_timings(stderr), wall_s=round(wall, 3), ttft_s=round(ttft or wall, 3), peak_rss_kib=usage.ru_maxrss,
                 text=out.decode("utf-8", "replace"))
 
 
@@ -110,7 +96,7 @@ def main():
     parser.add_argument("--prompt", default="")
     parser.add_argument("-n", "--n-predict", type=int, default=128)
     parser.add_argument("--rpc", default="")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     run = {"cli": run_cli, "server": run_server, "server-start": server_start}[args.mode]
