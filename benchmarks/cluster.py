@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -57,14 +58,19 @@ class Cluster:
         return self.module(host, "ansible.builtin.shell", {"cmd": script, "executable": "/bin/bash"})[0]["stdout"]
 
     def playbook(self, path: str, *args: str) -> float:
+        return self.playbook_recap(path, *args)[0]
+
+    def playbook_recap(self, path: str, *args: str) -> tuple[float, dict[str, int]]:
+        """Runs a playbook: (seconds, its PLAY RECAP counts summed over the hosts)."""
         env = self.env()
         env.pop("ANSIBLE_STDOUT_CALLBACK")
         start = time.monotonic()
         proc = subprocess.run(["ansible-playbook", path, "-i", self.inventory, *args], cwd=TOP, env=env,
                               capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - start
         if proc.returncode:
             raise BenchError(f"{path} failed:\n{proc.stdout[-3000:]}")
-        return time.monotonic() - start
+        return seconds, recap(proc.stdout)
 
     # --- discovery ------------------------------------------------------------------------
     def discover(self) -> None:
@@ -166,3 +172,19 @@ class Cluster:
         self.sh(self.main, f"rm -rf {REMOTE_DIR}")
         for host in self.workers:
             self.sh(host, f"rm -rf {REMOTE_DIR}")
+
+
+RECAP_COUNT = r"\b(ok|changed|unreachable|failed|skipped|rescued|ignored)=(\d+)"
+
+
+def recap(stdout: str) -> dict[str, int]:
+    """The PLAY RECAP of ansible-playbook's default output: each count summed over the hosts,
+    and changed_hosts, the number of hosts with a change."""
+    totals: dict[str, int] = {"changed_hosts": 0}
+    text = stdout.rsplit("PLAY RECAP", 1)[1] if "PLAY RECAP" in stdout else ""
+    for line in text.splitlines():
+        counts = {k: int(v) for k, v in re.findall(RECAP_COUNT, line)}
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
+        totals["changed_hosts"] += 1 if counts.get("changed") else 0
+    return totals

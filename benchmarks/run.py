@@ -12,6 +12,9 @@ and reports medians and ratios against a baseline, measured side by side in this
   workers    the main node alone vs 1..N RPC workers, with peak memory per node
   cache      model load time with and without rpc-server's tensor cache (-c)
   automation a no-op site.yml, generate.yml, and a bare request to llama-server
+  deploy     on new local containers: a cold site.yml, a no-op one, scale-out by one worker
+  ccache     on a new local container: a worker's build with an empty vs a warm compiler cache
+  strategy   on 3 new local containers: per_family vs per_host builds (compiles, wall time)
 
 The cluster is put back as deployed at the end (services running, nothing left behind).
 """
@@ -28,9 +31,10 @@ from pathlib import Path
 
 import report
 from cluster import TOP, BenchError, Cluster
+from fresh_nodes import bench_builds, bench_deploy
 
 PROMPT = "Explain in a few sentences why the sky is blue."
-COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "automation")
+COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "automation", "deploy", "ccache", "strategy")
 
 
 def cli_sample(run: dict) -> dict:
@@ -203,7 +207,10 @@ def main(argv=None) -> int:
                         help="batch sizes K of the modes comparison (default 1,5,20)")
     parser.add_argument("--only", type=lambda v: v.split(","), default=list(COMPARISONS),
                         help=f"comma-separated subset of {','.join(COMPARISONS)}")
-    parser.add_argument("--smoke", action="store_true", help="tiny settings: 1 round, 8 tokens, K=1,2")
+    parser.add_argument("--deploy-workers", type=int, default=2,
+                        help="workers of the deploy comparison's new cluster before scale-out (default 2)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny settings: 1 round, 8 tokens, K=1,2, deploy 1 worker then 2")
     parser.add_argument("--out", type=Path, default=TOP / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, metavar="RESULT.json",
                         help="only render the Markdown and the plot of an earlier result again")
@@ -213,10 +220,11 @@ def main(argv=None) -> int:
         print(f"bench: wrote {stem}.json, .md and .png")
         return 0
     if args.smoke:
-        args.pairs, args.n_predict, args.batch = 1, 8, [1, 2]
+        args.pairs, args.n_predict, args.batch, args.deploy_workers = 1, 8, [1, 2], 1
     unknown = set(args.only) - set(COMPARISONS)
-    if unknown or args.pairs < 1 or args.n_predict < 1 or min(args.batch) < 1:
-        parser.error(f"bad settings: unknown comparisons {sorted(unknown)}, or pairs, n-predict or batch below 1")
+    if unknown or min(args.pairs, args.n_predict, args.deploy_workers, *args.batch) < 1:
+        parser.error(f"bad settings: unknown comparisons {sorted(unknown)}, or pairs, n-predict, batch or "
+                     "deploy-workers below 1")
 
     c = Cluster(args.inventory)
     try:
@@ -234,6 +242,12 @@ def main(argv=None) -> int:
                     comparisons[name] = bench(c, args)
         finally:
             c.restore(server_enabled)
+        if "deploy" in args.only:
+            print("bench: deploy (new local containers)", flush=True)
+            comparisons["deploy"] = bench_deploy(args)
+        if {"ccache", "strategy"} & set(args.only):
+            print("bench: builds (new local containers)", flush=True)
+            comparisons.update(bench_builds(args, args.only))
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
