@@ -61,10 +61,22 @@ def test_cloud_group_vars_pin_the_build_role_commit(cloud, top):
     assert group_vars["llamacpp_build_commit"] == defaults["llamacpp_build_commit"]
 
 
-@pytest.mark.parametrize("name", ["example", "local"])
+@pytest.mark.parametrize("name", ["example", "local", "local-3-workers"])
 def test_static_inventory_has_one_main_and_workers(name, top, tool_env):
     proc = subprocess.run(["ansible-inventory", "-i", f"inventories/{name}", "--list"], cwd=top, env=tool_env,
                           capture_output=True, text=True, check=True)
     data = json.loads(proc.stdout)
     main, workers = data["llama_main"]["hosts"], data["llama_workers"]["hosts"]
     assert len(main) == 1 and len(workers) >= 2 and not set(main) & set(workers)
+
+
+def test_local_3_workers_is_the_local_default_plus_one_worker(top, tool_env):
+    def inventory(name):
+        proc = subprocess.run(["ansible-inventory", "-i", f"inventories/{name}", "--list"], cwd=top, env=tool_env,
+                              capture_output=True, text=True, check=True)
+        return json.loads(proc.stdout)
+
+    local, three = inventory("local"), inventory("local-3-workers")
+    assert three["llama_main"]["hosts"] == local["llama_main"]["hosts"]
+    assert three["llama_workers"]["hosts"] == local["llama_workers"]["hosts"] + ["llamacpp-worker3"]
+    assert three["_meta"]["hostvars"]["llamacpp-worker3"] == local["_meta"]["hostvars"]["llamacpp-worker1"]
