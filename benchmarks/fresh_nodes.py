@@ -13,6 +13,7 @@ import report
 from scratch import Scratch
 
 WORK = "/var/cache/llama.cpp"
+TARGETS = "a worker's build: rpc-server"
 BUILD_PLAY = "benchmarks/build.yml"
 # Everything a build leaves on a node except the unpacked source and the compiler caches.
 WIPE = f"rm -rf /opt/llama.cpp {WORK}/build {WORK}/logs {WORK}/artifacts {WORK}/builds.log"
@@ -50,62 +51,61 @@ def bench_deploy(args) -> dict:
         "request. changed: changed tasks; changed hosts: hosts with any change.")
 
 
-class _Builds:
-    """Three worker nodes with the build packages and the source in place; each measured build
-    starts from a node with no build installed and the compiler cache the variant asks for."""
-
-    def __init__(self):
-        self.scratch = Scratch()
-        self.hosts: list[str] = []
-        self._caches = 0
-
-    def __enter__(self):
-        self.scratch.up(main=0, workers=3)
-        self.hosts = list(self.scratch.workers)
-        # Packages, source, and a warm cache on every node (not measured).
-        self.build(self.hosts, "per_host", f"{WORK}/ccache-warm")
-        return self
-
-    def __exit__(self, *exc):
-        self.scratch.remove()
-
-    def new_cache(self) -> str:
-        self._caches += 1
-        return f"{WORK}/ccache-empty-{self._caches}"
-
-    def build(self, hosts: list[str], strategy: str, ccache_dir: str) -> dict:
-        for host in hosts:
-            self.scratch.nodes.sh(host, WIPE)
-        extra = {"llamacpp_build_strategy": strategy, "llamacpp_build_ccache_dir": ccache_dir,
-                 "llamacpp_build_controller_cache": str(self.scratch.dir / "artifacts")}
-        sample = _playbook(self.scratch, BUILD_PLAY, "--limit", ",".join(hosts), "-e", json.dumps(extra))
-        compiles = [s for host in hosts for s in self.scratch.builds(host, WORK)]
-        sample.update(compiles=len(compiles), compile_s=sum(compiles))
-        return sample
+def _build(scratch: Scratch, hosts: list[str], strategy: str, ccache_dir: str) -> dict:
+    """The build role on `hosts` with no build installed: wall, changes, compiles and their seconds."""
+    for host in hosts:
+        scratch.nodes.sh(host, WIPE)
+    extra = {"llamacpp_build_strategy": strategy, "llamacpp_build_ccache_dir": ccache_dir,
+             "llamacpp_build_controller_cache": str(scratch.dir / "artifacts")}
+    sample = _playbook(scratch, BUILD_PLAY, "--limit", ",".join(hosts), "-e", json.dumps(extra))
+    compiles = [s for host in hosts for s in scratch.builds(host, WORK)]
+    sample.update(compiles=len(compiles), compile_s=sum(compiles))
+    return sample
 
 
-def bench_builds(args, names: list[str]) -> dict:
-    """The ccache and strategy comparisons that `names` asks for, on one set of scratch nodes."""
-    results = {}
-    targets = "a worker's build: rpc-server"
-    with _Builds() as b:
-        if "ccache" in names:
-            one = b.hosts[:1]
-            samples = report.alternate(args.pairs, {
-                "empty compiler cache": lambda: b.build(one, "per_host", b.new_cache()),
-                "warm compiler cache": lambda: b.build(one, "per_host", f"{WORK}/ccache-warm")})
-            results["ccache"] = report.comparison(
-                f"Build with an empty vs a warm compiler cache ({targets})", samples,
-                ["compile_s", "wall_s"], "empty compiler cache",
-                "One node; each build starts with no build installed. compile s: configure to install, from the "
-                "build log; wall s: the build role's whole run (packages already installed).")
-        if "strategy" in names:
-            samples = report.alternate(args.pairs, {
-                f"{s} on 3 nodes": (lambda s=s: b.build(b.hosts, s, b.new_cache())) for s in ("per_family", "per_host")})
-            results["strategy"] = report.comparison(
-                f"Build strategy on 3 new nodes of one CPU family ({targets})", samples,
-                ["wall_s", "compiles", "compile_s"], "per_family on 3 nodes",
-                "Each node starts with no build and an empty compiler cache, as new machines do. per_family compiles "
-                "on one node and ships the result through the controller; per_host compiles on each. compile s: the "
-                "sum over the compiles. The nodes share this machine's cores, so parallel compiles contend here.")
-    return results
+def bench_ccache(args) -> dict:
+    """One node builds with a new, empty compiler cache, then again with the cache that build filled."""
+    scratch = Scratch()
+    state = {"round": 0}
+
+    def build():
+        return _build(scratch, scratch.workers, "per_host", f"{WORK}/ccache-round{state['round']}")
+
+    def empty():
+        state["round"] += 1
+        return build()
+
+    try:
+        scratch.up(main=0, workers=1)
+        samples = report.alternate(args.pairs, {"empty compiler cache": empty, "warm compiler cache": build})
+    finally:
+        scratch.remove()
+    return report.comparison(
+        f"Build with an empty vs a warm compiler cache ({TARGETS})", samples, ["compile_s", "wall_s"],
+        "empty compiler cache",
+        "One node; every build starts with no build installed. Warm: the cache the round's empty-cache build filled. "
+        "compile s: configure to install, from the build log; wall s: the build role's whole run (the first round's "
+        "empty-cache run also installs the build packages).")
+
+
+def bench_strategy(args) -> dict:
+    """per_family vs per_host on 3 new nodes each time."""
+    scratch = Scratch()
+
+    def measure(strategy):
+        def run():
+            scratch.up(main=0, workers=3)  # new nodes, not timed
+            # Not {WORK}/ccache: the first local node mounts the machine's warm cache there.
+            return _build(scratch, scratch.workers, strategy, f"{WORK}/ccache-new")
+        return run
+
+    try:
+        samples = report.alternate(args.pairs, {f"{s} on 3 nodes": measure(s) for s in ("per_family", "per_host")})
+    finally:
+        scratch.remove()
+    return report.comparison(
+        f"Build strategy on 3 new nodes of one CPU family ({TARGETS})", samples, ["wall_s", "compiles", "compile_s"],
+        "per_family on 3 nodes",
+        "New nodes for every run, with empty compiler caches. per_family installs the compiler and builds on one "
+        "node and ships the result through the controller; per_host does both on each node. compile s: the sum over "
+        "the compiles. The nodes share this machine's cores, so parallel compiles contend here.")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import report
 from cluster import TOP, BenchError, Cluster
-from fresh_nodes import bench_builds, bench_deploy
+from fresh_nodes import bench_ccache, bench_deploy, bench_strategy
 
 PROMPT = "Explain in a few sentences why the sky is blue."
 COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "automation", "deploy", "ccache", "strategy")
@@ -242,12 +242,10 @@ def main(argv=None) -> int:
                     comparisons[name] = bench(c, args)
         finally:
             c.restore(server_enabled)
-        if "deploy" in args.only:
-            print("bench: deploy (new local containers)", flush=True)
-            comparisons["deploy"] = bench_deploy(args)
-        if {"ccache", "strategy"} & set(args.only):
-            print("bench: builds (new local containers)", flush=True)
-            comparisons.update(bench_builds(args, args.only))
+        for name, bench in (("deploy", bench_deploy), ("ccache", bench_ccache), ("strategy", bench_strategy)):
+            if name in args.only:
+                print(f"bench: {name} (new local containers)", flush=True)
+                comparisons[name] = bench(args)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
