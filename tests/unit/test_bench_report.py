@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "benchmarks"))
 import report  # noqa: E402  pylint: disable=wrong-import-position
+import run  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_variants_alternate_round_by_round():
@@ -58,12 +60,19 @@ def test_markdown_lists_derived_ratios_under_their_table():
     assert "- module over bare: 1.012\n- missing: –\n" in text
 
 
-def test_readme_shows_the_latest_result():
+def test_readme_shows_the_latest_result_of_every_comparison():
     results = sorted((TOP / "benchmarks/results").glob("*.json"))
     assert results, "no benchmark result is committed"
-    latest = results[-1]
     section = (TOP / "README.md").read_text().split("\n## Performance", 1)[1].split("\n## ", 1)[0]
-    assert f"benchmarks/results/{latest.stem}.png" in section and f"benchmarks/results/{latest.stem}.md" in section
-    assert latest.with_suffix(".png").is_file() and latest.with_suffix(".md").is_file()
-    summary = __import__("json").loads(latest.read_text())["comparisons"]["recipe"]["summary"]
+    latest = {}
+    for path in results:  # oldest first: a later run replaces an earlier one's comparisons
+        latest.update({name: (path, comp) for name, comp in json.loads(path.read_text())["comparisons"].items()})
+    assert set(latest) == set(run.COMPARISONS), "some comparison has never been run"
+    for name, (path, comp) in latest.items():
+        assert f"benchmarks/results/{path.stem}.md" in section, name
+        assert f"benchmarks/results/{path.stem}.png" in section, name
+        assert path.with_suffix(".png").is_file() and path.with_suffix(".md").is_file()
+    summary = latest["recipe"][1]["summary"]
     assert f"{summary['hand: rpc-server default threads']['predicted_per_second']:g} t/s" in section
+    workers = latest["workers"][1]["summary"]
+    assert f"{workers['main node alone']['predicted_per_second']:g} t/s alone" in section
