@@ -44,9 +44,9 @@ def test_smoke_run_measures_every_comparison_and_restores_the_cluster(tmp_path):
     assert deploy["site.yml on new nodes (cold)"]["changed_hosts"] == 2
     assert deploy["site.yml, no change"]["changed"] == 0
     assert deploy["site.yml after adding one worker"]["changed_hosts"] == 2
-    ccache = comps["ccache"]["summary"]
-    assert ccache["empty compiler cache"]["compiles"] == 1 and ccache["warm compiler cache"]["compiles"] == 1
-    assert ccache["empty compiler cache"]["compile_s"] > 0
+    ccache = comps["ccache"]["samples"]
+    assert [s["compiles"] for runs in ccache.values() for s in runs] == [1, 1]
+    assert ccache["empty compiler cache"][0]["compile_s"] > 0
     strategy = comps["strategy"]["summary"]
     assert strategy["per_family on 3 nodes"]["compiles"] == 1 and strategy["per_host on 3 nodes"]["compiles"] == 3
     assert result["machine"]["llama_cpp"].startswith("b11312")
