@@ -16,7 +16,7 @@ import yaml
 from cluster import TOP, BenchError, Cluster
 
 PREFIX = "llamacpp-bench"
-LOCAL_VARS = TOP / "inventories" / "local" / "group_vars" / "all.yml"
+LOCAL = TOP / "inventories" / "local"
 
 
 class Scratch:
@@ -31,15 +31,13 @@ class Scratch:
     def _write_inventory(self) -> None:
         inventory = self.dir / "inventory"
         (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
-        local = yaml.safe_load(LOCAL_VARS.read_text())
+        local = yaml.safe_load((LOCAL / "group_vars" / "all.yml").read_text())
         local["llamacpp_local_network"] = PREFIX
         (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump(local, sort_keys=True))
-        hosts = {"all": {"children": {
-            "llama_main": {"hosts": {h: None for h in self.main}},
-            "llama_workers": {"hosts": {h: None for h in self.workers}},
-            "llama_cluster": {"children": {"llama_main": None, "llama_workers": None},
-                              "vars": {"ansible_connection": "containers.podman.podman",
-                                       "ansible_python_interpreter": "/usr/bin/python3"}}}}}
+        # inventories/local's groups and connection, with this cluster's nodes.
+        hosts = yaml.safe_load((LOCAL / "hosts.yml").read_text())
+        hosts["all"]["children"]["llama_main"]["hosts"] = {h: None for h in self.main}
+        hosts["all"]["children"]["llama_workers"]["hosts"] = {h: None for h in self.workers}
         (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
 
     def _local_cluster(self, state: str) -> None:
