@@ -5,7 +5,7 @@ PYTHON_VENV := .venv/bin/python
 SUITE := $(PYTHON_VENV) tests/run_suite.py
 ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 
-.PHONY: help setup venv platform fixtures demo demo-clean bench test lint sanity unit integration molecule changelog build clean
+.PHONY: help setup venv platform platform-tests fixtures demo demo-clean bench test lint sanity unit integration molecule changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,10 +16,13 @@ venv: ## create .venv from the pinned requirements.txt (skipped when up to date)
 platform: ## install and configure rootful podman, build the local node image (idempotent)
 	@bash scripts/platform.sh
 
+platform-tests: ## platform, plus what only the tests use (host compiler, curl, shellcheck, arm64 image)
+	@bash scripts/platform.sh --tests
+
 fixtures: venv ## cache the llama.cpp source and the test model, checksum-verified
 	@$(PYTHON_VENV) scripts/fixtures.py
 
-setup: venv platform fixtures ## everything the demo and the tests need
+setup: venv platform fixtures ## everything the demo needs
 
 demo: setup ## run the main job on a local cluster of containers (1 main + 2 workers) and print the answer
 	@$(ANSIBLE_PLAYBOOK) playbooks/local_cluster.yml -i inventories/local

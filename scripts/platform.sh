@@ -4,11 +4,13 @@
 # Installs rootful podman from Debian/Ubuntu packages, configures it for hosts like
 # CI's (runc runtime, explicit ulimits within the host's hard limits, iptables for
 # netavark, cgroupfs when PID 1 is not systemd) and builds the local node image
-# (debootstrap minbase + systemd + python3, imported without any registry), plus an arm64
-# node image that runs under qemu-user emulation (binfmt_misc registration with the F flag).
+# (debootstrap minbase + systemd + python3, imported without any registry). That is all the
+# demo needs. With --tests it also installs what only the test suite uses (the host
+# compiler and curl, shellcheck, Debian's aarch64 GCC, qemu-user) and builds an arm64 node
+# image that runs under qemu-user emulation (binfmt_misc registration with the F flag).
 # Idempotent: every step checks first and skips work already done.
 #
-# Usage: scripts/platform.sh [--rebuild-image] [--no-smoke]
+# Usage: scripts/platform.sh [--tests] [--rebuild-image] [--no-smoke]
 set -euo pipefail
 
 IMAGE="${LLAMACPP_NODE_IMAGE:-localhost/llamacpp-node:bookworm}"
@@ -18,23 +20,25 @@ BINFMT=/proc/sys/fs/binfmt_misc
 SUITE="${LLAMACPP_NODE_SUITE:-bookworm}"
 CACHE_DIR="${LLAMACPP_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llamacpp-cluster}"
 CONF_FILE=/etc/containers/containers.conf.d/50-llamacpp-cluster.conf
-# iptables is only a Suggests of podman, but netavark fails without it. For the tests:
-# the shell linter of ansible-test sanity, and Debian's aarch64 GCC 12 (Arm CPU flags are
-# proven against a real Arm compiler).
-# qemu-user-static runs the arm64 node image.
-PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit debootstrap shellcheck
-  gcc-aarch64-linux-gnu qemu-user-static)
+# iptables is only a Suggests of podman, but netavark fails without it.
+PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit debootstrap)
+# For the tests only: the host's compiler (build_flags probes it) and curl (model downloads
+# over loopback), the shell linter of ansible-test sanity, Debian's aarch64 GCC 12 (Arm CPU
+# flags are proven against a real Arm compiler), and qemu-user-static for the arm64 image.
+TEST_PACKAGES=(gcc g++ curl shellcheck gcc-aarch64-linux-gnu qemu-user-static)
 # Packages baked into the node image: systemd as PID 1 and what Ansible needs.
 IMAGE_PACKAGES=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,iproute2,procps,ca-certificates
 MIN_FREE_MIB="${LLAMACPP_MIN_FREE_MIB:-4096}"
 
 rebuild_image=0
 smoke=1
+tests=0
 for arg in "$@"; do
   case "$arg" in
+    --tests) tests=1 ;;
     --rebuild-image) rebuild_image=1 ;;
     --no-smoke) smoke=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "platform: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -211,9 +215,17 @@ smoke_check() {
 }
 
 check_disk
+if [ "$tests" -eq 1 ]; then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 install_packages
 write_config
 build_image "$IMAGE" "$(dpkg --print-architecture)" 'SIGRTMIN+3'
+if [ "$smoke" -eq 1 ]; then
+  smoke_check "$IMAGE" "$(dpkg --print-architecture)" 60
+fi
+if [ "$tests" -eq 0 ]; then
+  log "ready for the demo (${SECONDS} s); 'scripts/platform.sh --tests' adds what the test suite needs"
+  exit 0
+fi
 if [ "$(dpkg --print-architecture)" = arm64 ]; then
   # Native: registering qemu here would capture the host's own binaries.
   build_image "$ARM_IMAGE" arm64 'SIGRTMIN+3'
@@ -223,7 +235,6 @@ else
   build_image "$ARM_IMAGE" arm64 'SIGRTMIN+5'
 fi
 if [ "$smoke" -eq 1 ]; then
-  smoke_check "$IMAGE" "$(dpkg --print-architecture)" 60
   smoke_check "$ARM_IMAGE" arm64 180
 fi
 log "ready (${SECONDS} s)"
