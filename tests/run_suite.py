@@ -1,17 +1,31 @@
 """Run the llamacpp.cluster test suite phase by phase and print one verdict.
 
-Phases: lint (yamllint, ansible-lint), sanity (ansible-test sanity, offline), unit and
-integration (pytest), molecule (every scenario under molecule/). Each check's result and
-each phase's time are printed; the last line is ``N passed, N failed``. The exit status is
-non-zero when anything failed or nothing ran.
+The suite starts where a new user starts: the ``demo`` phase runs the README's ``make demo``
+as written, in a plain environment, and checks the answer it prints. Nothing runs before it
+that the demo could lean on. The ``cluster`` phase then tests that same cluster instead of
+deploying a second one. Phases, in order:
 
-Usage: python tests/run_suite.py [PHASE ...]      (default: every phase, in order)
-Environment: MOLECULE_SCENARIOS="a b" runs only those scenarios.
+  demo         make demo (venv, platform, fixtures, the local containers, site.yml)
+  setup        make platform-tests fixtures: what only the tests need (arm64 image, ...)
+  lint         yamllint, ansible-lint (production profile, offline)
+  sanity       ansible-test sanity, offline
+  unit         pytest tests/unit
+  integration  pytest tests/integration (real binaries on the host, moto, loopback HTTP)
+  cluster      pytest tests/cluster on the demo's cluster, then the lifecycle walk-through
+  molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some)
+  cleanup      make demo-clean
+
+Each check's result and each phase's time are printed, then the total; the last line is
+``N passed, N failed``. The exit status is non-zero when anything failed or nothing ran.
+Only the standard library is used here: the venv is made by the demo, not before it.
+
+Usage: python3 tests/run_suite.py [PHASE ...]      (default: every phase, in order)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +37,19 @@ TOP = Path(__file__).resolve().parent.parent
 VENV_BIN = TOP / ".venv" / "bin"
 sys.path.insert(0, str(TOP / "scripts"))
 import fixtures  # noqa: E402  pylint: disable=wrong-import-position
-PHASES = ("lint", "sanity", "unit", "integration", "molecule")
+import suite_checks  # noqa: E402  pylint: disable=wrong-import-position
+
+PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "molecule", "cleanup")
+# The lifecycle walk-through changes the demo's cluster (threads, workers, builds): it runs
+# last in the cluster phase, stops at its first failed step, and cleanup removes the cluster.
+# test_build_on_demo counts the compiles after the AWX "Deploy cluster" job's re-run.
+CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx_jobs.py",
+                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py")
+LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
+OUTPUT = TOP / "tests" / "output" / "suite"
+# The README's first set-up command, run as written (tests/unit/test_suite_checks.py holds
+# the two to each other).
+DEMO_COMMAND = ("make", "demo")
 
 
 class Tally:
@@ -55,14 +81,53 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str]) -> tuple[bool, float]:
+def run(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> tuple[bool, float]:
+    """Run cmd from the top of the checkout; with log, tee its output into that file."""
     print(f"$ {' '.join(cmd)}", flush=True)
     start = time.monotonic()
-    rc = subprocess.call(cmd, cwd=TOP, env=environment(), stdin=subprocess.DEVNULL)
+    env = environment() if env is None else env
+    if log is None:
+        rc = subprocess.call(cmd, cwd=TOP, env=env, stdin=subprocess.DEVNULL)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with subprocess.Popen(cmd, cwd=TOP, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as proc, log.open("w") as out:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                out.write(line)
+            rc = proc.wait()
     return rc == 0, time.monotonic() - start
 
 
+def needs_venv(tally: Tally, name: str) -> bool:
+    if (VENV_BIN / "python").exists():
+        return True
+    tally.record(f"{name} (no .venv: 'make venv' failed or did not run)", False, 0.0)
+    return False
+
+
+def phase_demo(tally: Tally) -> None:
+    """The README's first command as a user types it: no variable of this suite is set."""
+    removed = suite_checks.remove_demo_leftovers()
+    if removed:
+        print(f"removed the containers of an earlier demo: {' '.join(removed)}", flush=True)
+    log = OUTPUT / "demo.log"
+    ok, seconds = run(list(DEMO_COMMAND), env=dict(os.environ), log=log)
+    tally.record(f"demo/{' '.join(DEMO_COMMAND)}", ok, seconds)
+    problems = suite_checks.demo_answer_problems(log.read_text())
+    for problem in problems:
+        print(f"demo: {problem}", flush=True)
+    tally.record("demo/the printed answer", not problems, 0.0)
+
+
+def phase_setup(tally: Tally) -> None:
+    ok, seconds = run(["make", "--no-print-directory", "platform-tests", "fixtures"])
+    tally.record("setup/make platform-tests fixtures", ok, seconds)
+
+
 def phase_lint(tally: Tally) -> None:
+    if not needs_venv(tally, "lint"):
+        return
     for name, cmd in (("lint/yamllint", ["yamllint", "--strict", "."]),
                       ("lint/ansible-lint", ["ansible-lint", "--offline", "--profile", "production"])):
         ok, seconds = run(cmd)
@@ -70,43 +135,54 @@ def phase_lint(tally: Tally) -> None:
 
 
 def phase_sanity(tally: Tally) -> None:
-    ok, seconds = run(["bash", "scripts/sanity.sh"])
-    tally.record("sanity/ansible-test", ok, seconds)
+    if needs_venv(tally, "sanity"):
+        ok, seconds = run(["bash", "scripts/sanity.sh"])
+        tally.record("sanity/ansible-test", ok, seconds)
 
 
-def pytest_phase(tally: Tally, phase: str) -> None:
+def pytest_run(tally: Tally, name: str, paths: list[str], *options: str) -> None:
+    """One pytest run: each test case counts on its own; a failed run without a failed case
+    (collection error, crash, no test) counts as one failure of its own."""
+    if not needs_venv(tally, name):
+        return
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
-        ok, seconds = run([str(VENV_BIN / "python"), "-m", "pytest", f"tests/{phase}", "-q",
-                           "-p", "no:cacheprovider", f"--junitxml={report}"])
+        ok, seconds = run([str(VENV_BIN / "python"), "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "--durations=10",
+                           *options, f"--junitxml={report}"])
         if not report.is_file():
-            tally.record(f"{phase}/pytest (no report: pytest did not run)", False, seconds)
+            tally.record(f"{name}/pytest (no report: pytest did not run)", False, seconds)
             return
+        failed_cases = 0
         for case in ET.parse(report).getroot().iter("testcase"):
-            name = f"{phase}/{case.get('classname')}::{case.get('name')}"
+            case_name = f"{name}/{case.get('classname')}::{case.get('name')}"
             if case.find("skipped") is not None:
                 tally.skipped += 1
             elif case.find("failure") is not None or case.find("error") is not None:
                 tally.failed += 1
-                tally.failures.append(name)
+                tally.failures.append(case_name)
+                failed_cases += 1
             else:
                 tally.passed += 1
-        if not ok and not tally.failures:
-            tally.record(f"{phase}/pytest exit status", False, seconds)
+        if not ok and not failed_cases:
+            tally.record(f"{name}/pytest exit status", False, seconds)
 
 
 def phase_unit(tally: Tally) -> None:
-    pytest_phase(tally, "unit")
+    pytest_run(tally, "unit", ["tests/unit"])
 
 
 def phase_integration(tally: Tally) -> None:
-    pytest_phase(tally, "integration")
+    pytest_run(tally, "integration", ["tests/integration"])
+
+
+def phase_cluster(tally: Tally) -> None:
+    pytest_run(tally, "cluster", list(CLUSTER_TESTS), "-s")
+    pytest_run(tally, "cluster", [LIFECYCLE_TESTS], "-s", "-x")
 
 
 def phase_molecule(tally: Tally) -> None:
-    # Scenarios mount the host's compiler cache into their builders (see molecule/*/molecule.yml).
-    for arch in ("bookworm", "bookworm-arm64"):
-        (Path(environment()["LLAMACPP_CLUSTER_CACHE"]) / "ccache" / arch).mkdir(parents=True, exist_ok=True)
+    if not needs_venv(tally, "molecule"):
+        return
     wanted = os.environ.get("MOLECULE_SCENARIOS", "").split()
     scenarios = sorted(p.parent.name for p in (TOP / "molecule").glob("*/molecule.yml"))
     for name in wanted or scenarios:
@@ -117,24 +193,33 @@ def phase_molecule(tally: Tally) -> None:
         tally.record(f"molecule/{name}", ok, seconds)
 
 
+def phase_cleanup(tally: Tally) -> None:
+    if needs_venv(tally, "cleanup"):
+        ok, seconds = run(["make", "--no-print-directory", "demo-clean"], env=dict(os.environ))
+        tally.record("cleanup/make demo-clean", ok, seconds)
+
+
 def main(argv: list[str]) -> int:
     phases = argv or list(PHASES)
     unknown = [p for p in phases if p not in PHASES]
     if unknown:
         print(f"run_suite: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}", file=sys.stderr)
         return 2
-    if not (VENV_BIN / "python").exists():
-        print("run_suite: no .venv; run 'make venv' (or 'make test', which sets everything up)", file=sys.stderr)
+    if shutil.which("make") is None:
+        print("run_suite: make not found; fix: apt-get install make", file=sys.stderr)
         return 2
     tally = Tally()
+    start = time.monotonic()
     for phase in phases:
         print(f"\n=== phase {phase} ===", flush=True)
-        start = time.monotonic()
+        phase_start = time.monotonic()
         globals()[f"phase_{phase}"](tally)
-        tally.timings.append((phase, time.monotonic() - start))
+        tally.timings.append((phase, time.monotonic() - phase_start))
+    total = time.monotonic() - start
     print("\n=== summary ===")
     for phase, seconds in tally.timings:
         print(f"phase {phase:<12} {seconds:8.1f} s")
+    print(f"total {'':<12} {total:8.1f} s ({total / 60:.1f} min)")
     for name in tally.failures:
         print(f"failed: {name}")
     skipped = f", {tally.skipped} skipped" if tally.skipped else ""
