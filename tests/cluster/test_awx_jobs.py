@@ -1,25 +1,20 @@
-"""The AWX job templates "Generate text" and "Deploy cluster", run the way AWX runs a job:
-ansible-runner with a private data directory, the project checkout as the working directory,
-the inventory copied in, and the survey's answers (over its defaults) as extra vars."""
+"""The AWX job templates "Generate text" and "Deploy cluster" on the demo's cluster, run the
+way AWX runs a job: ansible-runner with a private data directory, the project checkout as the
+working directory, the inventory (inventories/local) copied in, and the survey's answers (over
+its defaults) as extra vars."""
 
 import json
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import ansible_runner
+import awx_survey
 import pytest
-import testinfra
 import yaml
-
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-sys.path.insert(0, str(PROJECT / "scripts"))
-import awx_survey  # noqa: E402  pylint: disable=wrong-import-position
+from demo_nodes import INVENTORY, MAIN, TOP as PROJECT, WORKERS, node
 
 TEMPLATES = {t["name"]: t for t in
              yaml.safe_load((PROJECT / "playbooks/awx_job_templates.yml").read_text())[0]["vars"]["_templates"]}
-MAIN = "llamacpp-cluster-main"
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 
 
@@ -28,18 +23,25 @@ def survey(template):
 
 
 def server_invocation():
-    return testinfra.get_host(f"podman://{MAIN}").check_output("systemctl show -P InvocationID llama-server")
+    return node(MAIN).check_output("systemctl show -P InvocationID llama-server")
+
+
+def invocations():
+    """(node, unit) -> systemd invocation ID of every cluster service: a restart changes it."""
+    units = {MAIN: ("llama-server",), **{w: ("llama-rpc-server", "llamacpp-rpc-firewall") for w in WORKERS}}
+    return {(name, unit): node(name).check_output(f"systemctl show -P InvocationID {unit}")
+            for name, names in units.items() for unit in names}
 
 
 @pytest.fixture(name="launch")
-def fixture_launch(tmp_path, monkeypatch):
+def fixture_launch(tmp_path, monkeypatch, demo_cluster):
     """Launch a job template with survey answers; returns the runner (status, rc, events, stats)."""
     for name in [n for n in os.environ if n.startswith("ANSIBLE_")]:
         monkeypatch.delenv(name)  # AWX jobs see the project's ansible.cfg, not this test's settings
 
     def run(template, answers):
         data = tmp_path / template.replace(" ", "_")
-        shutil.copytree(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent, data / "inventory")
+        shutil.copytree(INVENTORY, data / "inventory")
         (data / "requirements_collections").mkdir()
         runner = ansible_runner.run(
             private_data_dir=str(data), project_dir=str(PROJECT), playbook=TEMPLATES[template]["playbook"],
@@ -82,12 +84,15 @@ def test_bad_survey_answer_fails_early_and_changes_nothing(launch):
     assert server_invocation() == before
 
 
-def test_deploy_cluster_job_with_survey_defaults_changes_nothing_on_a_deployed_cluster(launch):
-    before = server_invocation()
+def test_deploy_cluster_job_with_survey_defaults_changes_and_restarts_nothing(launch):
+    before = invocations()
+    assert all(before.values()), before
     runner = launch("Deploy cluster", {})
     assert (runner.status, runner.rc) == ("successful", 0), runner.stdout.read()[-4000:]
+    # The re-run of site.yml: every node processed, no task changed, no service restarted.
+    assert set(runner.stats["processed"]) == {"localhost", MAIN, *WORKERS}, runner.stats
     assert sum(runner.stats["changed"].values()) == 0, runner.stats["changed"]
     answer = [e["res"]["msg"][0] for e in events(runner, "runner_on_ok")
               if e["host"] == MAIN and e["task"] == "Show the answer"]
     assert answer and answer[0].startswith("The three primary colours are") and len(answer[0]) > 30
-    assert server_invocation() == before
+    assert invocations() == before

@@ -1,4 +1,8 @@
-"""Walk the converged cluster through its lifecycle with the collection's playbooks.
+"""Walk the demo's cluster through its lifecycle with the collection's playbooks.
+
+It runs last on that cluster (it leaves it retuned and rolled back), with a third worker,
+llamacpp-worker3 of inventories/local-3-workers, started as a spare for the scale-out. The
+no-op re-run of the deployed cluster is test_awx_jobs.py's "Deploy cluster" job.
 
 Each test is one step and depends on the ones before it (pytest -x stops at the first
 failure). A step re-runs a playbook against an inventory written for that step, then checks
@@ -8,20 +12,18 @@ nodes' build manifests say, and that the cluster answers through the current wor
 """
 
 import json
-import os
-import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-import testinfra
 import yaml
+from demo_nodes import INVENTORY, MAIN, TOP as PROJECT, WORKERS, assert_workers_serve_llama_server, node
+from demo_nodes import address, playbook as run_playbook
 
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-MAIN = "llamacpp-reconf-main"
-W1, W2, W3 = (f"llamacpp-reconf-worker{i}" for i in (1, 2, 3))
+W1, W2 = WORKERS
+SPARE_INVENTORY = PROJECT / "inventories" / "local-3-workers"
+W3 = next(w for w in yaml.safe_load((SPARE_INVENTORY / "hosts.yml").read_text())["all"]["children"]
+          ["llama_workers"]["hosts"] if w not in WORKERS)
 NODES = (MAIN, W1, W2, W3)
 RPC, FIREWALL, SERVER = "llama-rpc-server", "llamacpp-rpc-firewall", "llama-server"
 PORT = 50052
@@ -29,26 +31,26 @@ PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 TIMES = {}
 
 
-def node(name):
-    return testinfra.get_host(f"podman://{name}")
+@pytest.fixture(name="main", scope="module")
+def fixture_main(demo_cluster, tmp_path_factory):
+    """The demo's main node, with the spare worker started (and removed at the end)."""
+    global WORKDIR  # pylint: disable=global-statement
+    WORKDIR = tmp_path_factory.mktemp("reconfigure")
+    run = run_playbook("playbooks/local_cluster.yml", SPARE_INVENTORY)
+    assert run.rc == 0, run.output[-3000:]
+    yield node(MAIN)
+    subprocess.run(["podman", "rm", "-f", "-t", "5", W3], capture_output=True, check=False)
+
+
+WORKDIR = None
 
 
 def inventory(workers, spare=(), host_vars=None):
-    """The step's inventory: the molecule containers, with the scenario's settings."""
+    """The step's inventory: the demo's containers and settings (inventories/local's
+    group_vars), with these workers and spares."""
     hosts = {name: dict((host_vars or {}).get(name, {})) for name in NODES}
     return {
         "all": {
-            "vars": {
-                "llamacpp_build_source": "archive",
-                "llamacpp_build_archive_path": os.environ["LLAMACPP_FIXTURE_SOURCE"],
-                "llamacpp_build_controller_cache": str(EPHEMERAL / "artifacts"),
-                "llamacpp_main_model_files": [
-                    {
-                        "src": os.environ["LLAMACPP_FIXTURE_MODEL"],
-                        "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-                    }
-                ],
-            },
             "children": {
                 "llama_main": {"hosts": {MAIN: hosts[MAIN]}},
                 "llama_workers": {"hosts": {w: hosts[w] for w in workers}},
@@ -65,34 +67,14 @@ def inventory(workers, spare=(), host_vars=None):
     }
 
 
-def playbook(path, inv, *args, json_output=False):
-    """Run a playbook of the collection; return (rc, output, seconds), output being the JSON
-    report alone with json_output."""
-    inv_file = EPHEMERAL / "reconfigure-inventory.yml"
-    inv_file.write_text(yaml.safe_dump(inv))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / "collections"), ANSIBLE_FORCE_COLOR="0")
-    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)  # molecule's profile_tasks would clutter the output
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    cmd = ["ansible-playbook", str(PROJECT / path), "-i", str(inv_file), *args]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - start
-    if json_output:
-        return proc.returncode, proc.stdout, seconds
-    output = proc.stdout + proc.stderr
-    print(f"\n$ {' '.join(cmd[1:])}\n" + "\n".join(output.splitlines()[-12:]))
-    return proc.returncode, output, seconds
-
-
-def recap(output):
-    """Per-host counters of the PLAY RECAP."""
-    stats = {}
-    for host, ok, changed, unreachable, failed in re.findall(
-        r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M
-    ):
-        stats[host] = {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
-    return stats
+def playbook(path, inv, *args):
+    """Run a playbook of the collection against the step's inventory (a PlaybookRun)."""
+    inv_dir = WORKDIR / "inventory"
+    (inv_dir / "group_vars").mkdir(parents=True, exist_ok=True)
+    (inv_dir / "hosts.yml").write_text(yaml.safe_dump(inv))
+    if not (inv_dir / "group_vars" / "all.yml").exists():
+        (inv_dir / "group_vars" / "all.yml").symlink_to(INVENTORY / "group_vars" / "all.yml")
+    return run_playbook(path, inv_dir, *args)
 
 
 def services():
@@ -133,21 +115,17 @@ def starts_since(epoch):
 def step(name, path, inv, *args, expect_rc=0):
     # Whole seconds: the previous step's last start lies several seconds back (its answer check).
     before, epoch = services(), int(time.time())
-    rc, output, seconds = playbook(path, inv, *args)
+    run = playbook(path, inv, *args)
     after = services()
-    TIMES[name] = seconds
-    print(f"STEP {name}: {seconds:.1f} s")
-    assert rc == expect_rc, output[-4000:]
+    TIMES[name] = run.seconds
+    print(f"STEP {name}: {run.seconds:.1f} s")
+    assert run.rc == expect_rc, run.output[-4000:]
     # Each service that restarted started exactly once in the step; no other one started.
     starts = starts_since(epoch)
     assert {key: count for key, count in starts.items() if count} == {
         key: 1 for key in restarted(before, after) if key in starts
     }, starts
-    return recap(output), before, after, output
-
-
-def address(name):
-    return node(name).interface("eth0").addresses[0]
+    return run.changed(), before, after, run.output
 
 
 def endpoints(names):
@@ -176,31 +154,18 @@ def compiles():
 
 def generate_through(workers):
     """Ask the cluster through generate.yml; check the answer and that each worker holds tensors."""
-    rc, output, _seconds = playbook(
+    run = playbook(
         "playbooks/generate.yml",
         inventory(workers),
         "-e",
         json.dumps({"llamacpp_prompt": PROMPT, "llamacpp_n_predict": 12, "llamacpp_mode": "server"}),
-        json_output=True,
     )
-    assert rc == 0, output[-3000:]
-    result = json.loads(output[output.index("{") :])
-    answers = [
-        task["hosts"][MAIN] for play in result["plays"] for task in play["tasks"] if task["task"]["name"] == "Generate"
-    ]
-    answer = answers[0]
+    assert run.rc == 0, run.output[-3000:]
+    answer = run.results("Generate")[MAIN]
     print(f"answer: {answer['text']!r} over {answer['workers']}, {answer['timings']['predicted_per_second']} t/s")
     assert answer["text"].startswith(" 9, 10, 11"), answer["text"]
     assert answer["workers"] == endpoints(workers)
-    for name in workers:
-        host = node(name)
-        pid = host.check_output(f"systemctl show -P MainPID {RPC}")
-        rss = int(host.check_output(f"ps -o rss= -p {pid}"))
-        # An idle rpc-server takes ~5 MiB; its share of the layers adds 15 MiB or more.
-        assert rss > 20000, f"{name}'s rpc-server holds no model tensors ({rss} KiB)"
-        invocation = host.check_output(f"systemctl show -P InvocationID {RPC}")
-        journal = host.check_output(f"journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID={invocation}")
-        assert journal.splitlines()[-1] == "Accepted client connection", f"{name} is not connected: {journal}"
+    assert_workers_serve_llama_server(workers)
 
 
 def assert_workers_then_server(before, after, workers):
@@ -212,23 +177,11 @@ def assert_workers_then_server(before, after, workers):
     assert after[(MAIN, SERVER)]["started"] >= last_worker
 
 
-@pytest.fixture(name="main")
-def fixture_main(host):
-    assert host.backend.get_hostname() == MAIN
-    return host
-
-
 def test_converged_cluster_answers(main):
     assert main.service(SERVER).is_running
     assert server_rpc_list() == endpoints([W1, W2])
     assert len({manifest(n)["build_id"] for n in (MAIN, W1, W2)}) == 1
     generate_through([W1, W2])
-
-
-def test_noop_rerun_changes_and_restarts_nothing(main):
-    stats, before, after, _output = step("no-op", "site.yml", inventory([W1, W2], [W3]))
-    assert {h: s["changed"] for h, s in stats.items()} == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
-    assert restarted(before, after) == set()
 
 
 def test_retune_restarts_that_worker_then_llama_server(main):
@@ -238,7 +191,7 @@ def test_retune_restarts_that_worker_then_llama_server(main):
     )
     assert restarted(before, after) == {(W1, RPC), (MAIN, SERVER)}
     assert_workers_then_server(before, after, [W1])
-    assert stats[W2]["changed"] == 0
+    assert stats[W2] == 0
     assert " -t 1" in node(W1).check_output(f"ps -o args= -p $(systemctl show -P MainPID {RPC})")
     assert compiles() == builds
     generate_through([W1, W2])
@@ -251,6 +204,7 @@ def test_scale_out_adds_worker3_without_a_rebuild(main):
     builds = compiles()
     _stats, before, after, _output = step("scale out", "site.yml", inventory([W1, W2, W3], [], RETUNED))
     assert restarted(before, after) == {(W3, RPC), (W3, FIREWALL), (MAIN, SERVER)}
+    assert {h for h, n in _stats.items() if n} == {W3, MAIN}, _stats
     assert compiles() == builds  # received the cluster's build, compiled nothing
     assert manifest(W3)["build_id"] == manifest(MAIN)["build_id"]
     assert server_rpc_list() == endpoints([W1, W2, W3])
@@ -274,20 +228,20 @@ def test_decommission_refuses_a_worker_in_use(main):
         expect_rc=2,
     )
     assert "still in llama_main or llama_workers" in output
-    assert stats[W1]["changed"] == 0 and restarted(before, after) == set()
+    assert stats[W1] == 0 and restarted(before, after) == set()
 
 
 def test_decommission_removes_worker3(main):
     args = ("-e", f"llamacpp_decommission_hosts={W3}", "-e", "llamacpp_decommission_builds=true")
     stats, before, after, _output = step("decommission", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
-    assert stats[W3]["changed"] > 0 and restarted(before, after) == set()
+    assert stats[W3] > 0 and restarted(before, after) == set()
     w3 = node(W3)
     assert not w3.file(f"/etc/systemd/system/{RPC}.service").exists
     assert after[(W3, RPC)]["active"] == "inactive" and after[(W3, FIREWALL)]["active"] == "inactive"
     assert "llamacpp_rpc" not in w3.check_output("nft list tables")
     assert not w3.file("/opt/llama.cpp").exists and not w3.user("llama-rpc").exists
     stats = step("decommission again", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)[0]
-    assert stats[W3]["changed"] == 0
+    assert stats[W3] == 0
 
 
 def test_failed_upgrade_keeps_the_old_build_everywhere(main):
@@ -358,6 +312,6 @@ def test_rollback_returns_every_node_to_the_previous_build(main):
 
 def test_site_with_the_old_version_is_then_a_noop(main):
     stats, before, after, _output = step("no-op after rollback", "site.yml", inventory([W1, W2], [], RETUNED))
-    assert {h: s["changed"] for h, s in stats.items()} == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
+    assert stats == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
     assert restarted(before, after) == set()
     print("STEP TIMES: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMES.items()))

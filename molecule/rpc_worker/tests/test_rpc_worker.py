@@ -1,5 +1,7 @@
-"""Verify the rpc_worker scenario: a hardened rpc-server reachable from the main node only."""
+"""Verify the rpc_worker scenario: a hardened rpc-server reachable from the main node only,
+built by each worker for itself (llamacpp_build_strategy per_host)."""
 
+import json
 import re
 import time
 
@@ -14,9 +16,24 @@ def node(name):
     return testinfra.get_host(f"podman://{name}")
 
 
+def probe(source, target, port=PORT):
+    """'connected', 'refused' or 'timeout' for a TCP connection from source to target:port;
+    anything else (no name, no python, a container that is down) fails the test."""
+    code = (f"import socket\ntry:\n socket.create_connection(('{target}', {port}), timeout=3).close(); print('connected')\n"
+            "except ConnectionRefusedError: print('refused')\nexcept socket.timeout: print('timeout')")
+    result = source.run(f"python3 -c \"{code}\"")
+    assert result.rc == 0 and result.stdout.strip() in ("connected", "refused", "timeout"), result
+    return result.stdout.strip()
+
+
 def connects(source, target):
-    probe = f"import socket; socket.create_connection(('{target}', {PORT}), timeout=3).close()"
-    return source.run(f'python3 -c "{probe}"').rc == 0
+    return probe(source, target) == "connected"
+
+
+def dropped(worker):
+    """Packets counted by the allowlist's drop rule."""
+    return int(re.search(r"counter packets (\d+) bytes \d+ drop",
+                         worker.check_output("nft list chain inet llamacpp_rpc input")).group(1))
 
 
 @pytest.fixture(name="worker")
@@ -44,8 +61,23 @@ def test_service_runs_unprivileged_with_all_vcpus_on_the_private_address(worker)
 
 def test_port_open_to_main_and_closed_to_the_outsider(worker):
     name = worker.backend.get_hostname()
-    assert connects(node("llamacpp-rpc-main"), name)
-    assert not connects(node("llamacpp-rpc-outsider"), name)
+    outsider = node("llamacpp-rpc-outsider")
+    assert probe(node("llamacpp-rpc-main"), name) == "connected"
+    # Positive control: the outsider resolves and reaches this worker (a closed port of it
+    # answers with a reset at once), so only the allowlist can stop it on the RPC port.
+    assert probe(outsider, name, PORT + 1) == "refused"
+    before = dropped(worker)
+    assert probe(outsider, name) == "timeout"
+    # The collection's nftables table dropped it (a systemd IPAddressDeny= or no listener
+    # would not count here).
+    assert dropped(worker) > before
+
+
+def test_each_worker_compiled_its_own_build(worker):
+    manifest = json.loads(worker.file("/opt/llama.cpp/current/manifest.json").content_string)
+    assert manifest["built_on"] == worker.backend.get_hostname()
+    assert len(manifest["targets"]) == 1  # the RPC server alone
+    assert len(worker.file("/var/cache/llama.cpp/builds.log").content_string.splitlines()) == 1
 
 
 def test_killed_server_comes_back_within_10_seconds(worker):
