@@ -61,13 +61,24 @@ def test_arm64_node_runs_aarch64_binaries_through_qemu(node):
 
 
 def test_platform_script_is_idempotent(top):
-    result = subprocess.run(["bash", "scripts/platform.sh", "--no-smoke"], cwd=top,
+    result = subprocess.run(["bash", "scripts/platform.sh", "--tests", "--no-smoke"], cwd=top,
                             capture_output=True, text=True, check=True)
     assert "packages present" in result.stdout
     assert "configuration up to date" in result.stdout
     assert result.stdout.count("image present") == 2
     assert "qemu-aarch64 registered" in result.stdout
     assert "installing" not in result.stdout and "wrote" not in result.stdout
+
+
+def test_platform_for_the_demo_leaves_out_what_only_the_tests_need(top):
+    result = subprocess.run(["bash", "scripts/platform.sh", "--no-smoke"], cwd=top,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.count("image present") == 1 and "bookworm-arm64" not in result.stdout
+    packages = next(line for line in result.stdout.splitlines() if "packages present" in line)
+    assert "podman" in packages and "debootstrap" in packages
+    assert not {"qemu-user-static", "gcc-aarch64-linux-gnu", "shellcheck", "curl"} & set(packages.split())
+    assert "qemu" not in result.stdout.replace(packages, "")
+    assert "ready for the demo" in result.stdout
 
 
 def test_platform_script_reports_low_disk_in_one_line(top):
