@@ -29,20 +29,17 @@ RPC, FIREWALL, SERVER = "llama-rpc-server", "llamacpp-rpc-firewall", "llama-serv
 PORT = 50052
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 TIMES = {}
+# Each step's inventory is written here (tests/output is git-ignored).
+STEP_INVENTORY = PROJECT / "tests" / "output" / "reconfigure-inventory"
 
 
 @pytest.fixture(name="main", scope="module")
-def fixture_main(demo_cluster, tmp_path_factory):
+def fixture_main(demo_cluster):
     """The demo's main node, with the spare worker started (and removed at the end)."""
-    global WORKDIR  # pylint: disable=global-statement
-    WORKDIR = tmp_path_factory.mktemp("reconfigure")
     run = run_playbook("playbooks/local_cluster.yml", SPARE_INVENTORY)
     assert run.rc == 0, run.output[-3000:]
     yield node(MAIN)
     subprocess.run(["podman", "rm", "-f", "-t", "5", W3], capture_output=True, check=False)
-
-
-WORKDIR = None
 
 
 def inventory(workers, spare=(), host_vars=None):
@@ -69,12 +66,12 @@ def inventory(workers, spare=(), host_vars=None):
 
 def playbook(path, inv, *args):
     """Run a playbook of the collection against the step's inventory (a PlaybookRun)."""
-    inv_dir = WORKDIR / "inventory"
-    (inv_dir / "group_vars").mkdir(parents=True, exist_ok=True)
-    (inv_dir / "hosts.yml").write_text(yaml.safe_dump(inv))
-    if not (inv_dir / "group_vars" / "all.yml").exists():
-        (inv_dir / "group_vars" / "all.yml").symlink_to(INVENTORY / "group_vars" / "all.yml")
-    return run_playbook(path, inv_dir, *args)
+    (STEP_INVENTORY / "group_vars").mkdir(parents=True, exist_ok=True)
+    (STEP_INVENTORY / "hosts.yml").write_text(yaml.safe_dump(inv))
+    group_vars = STEP_INVENTORY / "group_vars" / "all.yml"
+    if not group_vars.is_symlink():
+        group_vars.symlink_to(INVENTORY / "group_vars" / "all.yml")
+    return run_playbook(path, STEP_INVENTORY, *args)
 
 
 def services():

@@ -41,7 +41,7 @@ def test_tarball_excludes_tests_caches_and_the_checkout_link(installed):
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert "MANIFEST.json" in names
-    for unwanted in ("tests/", "molecule/", ".venv", "collections/", "__pycache__", ".ci/", "scripts/"):
+    for unwanted in ("tests/", "molecule/", ".config/", ".venv", "collections/", "__pycache__", ".ci/", "scripts/"):
         assert not [n for n in names if unwanted in n], unwanted
     for wanted in ("README.md", "LICENSE", "meta/runtime.yml", "playbooks/site.yml"):
         assert wanted in names, wanted
