@@ -12,7 +12,8 @@ deploying a second one. Phases, in order:
   unit         pytest tests/unit
   integration  pytest tests/integration (real binaries on the host, moto, loopback HTTP)
   cluster      pytest tests/cluster on the demo's cluster, then the lifecycle walk-through
-  molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some)
+  molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some); with
+               the cluster phase it runs beside it, its output in tests/output/suite/
   cleanup      make demo-clean
 
 Each check's result and each phase's time are printed, then the total; the last line is
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -81,9 +83,12 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> tuple[bool, float]:
-    """Run cmd from the top of the checkout; with log, tee its output into that file."""
-    print(f"$ {' '.join(cmd)}", flush=True)
+def run(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None,
+        echo: bool = True) -> tuple[bool, float]:
+    """Run cmd from the top of the checkout; with log, tee its output into that file (or,
+    without echo, only write it there)."""
+    if echo:
+        print(f"$ {' '.join(cmd)}", flush=True)
     start = time.monotonic()
     env = environment() if env is None else env
     if log is None:
@@ -93,7 +98,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = No
         with subprocess.Popen(cmd, cwd=TOP, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) as proc, log.open("w") as out:
             for line in proc.stdout:
-                sys.stdout.write(line)
+                if echo:
+                    sys.stdout.write(line)
                 out.write(line)
             rc = proc.wait()
     return rc == 0, time.monotonic() - start
@@ -180,17 +186,61 @@ def phase_cluster(tally: Tally) -> None:
     pytest_run(tally, "cluster", [LIFECYCLE_TESTS], "-s", "-x")
 
 
-def phase_molecule(tally: Tally) -> None:
-    if not needs_venv(tally, "molecule"):
-        return
+def molecule_scenarios(tally: Tally) -> list[str]:
+    """The scenarios to run: MOLECULE_SCENARIOS, else every one under molecule/."""
     wanted = os.environ.get("MOLECULE_SCENARIOS", "").split()
     scenarios = sorted(p.parent.name for p in (TOP / "molecule").glob("*/molecule.yml"))
-    for name in wanted or scenarios:
-        if name not in scenarios:
-            tally.record(f"molecule/{name} (no such scenario)", False, 0.0)
-            continue
-        ok, seconds = run(["molecule", "test", "-s", name])
+    for name in set(wanted) - set(scenarios):
+        tally.record(f"molecule/{name} (no such scenario)", False, 0.0)
+    return [name for name in wanted or scenarios if name in scenarios]
+
+
+def run_molecule(names: list[str], results: list, echo: bool = True) -> None:
+    """molecule test for each scenario, one after the other; appends (name, ok, seconds, log)."""
+    for name in names:
+        log = OUTPUT / f"molecule-{name}.log"
+        ok, seconds = run(["molecule", "test", "-s", name], log=log, echo=echo)
+        results.append((name, ok, seconds, log))
+
+
+def record_molecule(tally: Tally, results: list, echo: bool) -> None:
+    for name, ok, seconds, log in results:
+        if not echo:  # ran beside the cluster phase: show its end now
+            lines = log.read_text().splitlines()
+            print(f"--- molecule/{name}: the last lines of {log} ---")
+            print("\n".join(lines[-(300 if not ok else 25):]), flush=True)
         tally.record(f"molecule/{name}", ok, seconds)
+
+
+class Beside:
+    """The molecule scenarios run beside the cluster phase: each deploys containers of its own,
+    on its own network, and the cluster phase mostly waits on Ansible and podman, so the two
+    share the machine's cores instead of queueing."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.results: list = []
+        self.start = time.monotonic()
+        self.seconds = 0.0
+        names = molecule_scenarios(tally) if needs_venv(tally, "molecule") else []
+        print(f"molecule scenarios {', '.join(names) or '(none)'} start beside the cluster phase; "
+              f"logs: {OUTPUT}/molecule-NAME.log", flush=True)
+        self.thread = threading.Thread(target=self._run, args=(names,), daemon=True)
+        self.thread.start()
+
+    def _run(self, names: list[str]) -> None:
+        run_molecule(names, self.results, echo=False)
+        self.seconds = time.monotonic() - self.start
+
+    def finish(self, tally: Tally) -> None:
+        self.thread.join()
+        record_molecule(tally, self.results, echo=False)
+
+
+def phase_molecule(tally: Tally) -> None:
+    if needs_venv(tally, "molecule"):
+        results: list = []
+        run_molecule(molecule_scenarios(tally), results)
+        record_molecule(tally, results, echo=True)
 
 
 def phase_cleanup(tally: Tally) -> None:
@@ -210,15 +260,24 @@ def main(argv: list[str]) -> int:
         return 2
     tally = Tally()
     start = time.monotonic()
+    beside = None
     for phase in phases:
         print(f"\n=== phase {phase} ===", flush=True)
         phase_start = time.monotonic()
+        if phase == "molecule" and beside is not None:
+            beside.finish(tally)
+            print(f"(molecule ran beside the cluster phase; waited {time.monotonic() - phase_start:.1f} s for it)")
+            tally.timings.append(("molecule", beside.seconds))
+            continue
+        if phase == "cluster" and "molecule" in phases[phases.index("cluster"):]:
+            beside = Beside(tally)
         globals()[f"phase_{phase}"](tally)
         tally.timings.append((phase, time.monotonic() - phase_start))
     total = time.monotonic() - start
     print("\n=== summary ===")
     for phase, seconds in tally.timings:
-        print(f"phase {phase:<12} {seconds:8.1f} s")
+        note = " (beside cluster)" if phase == "molecule" and beside is not None else ""
+        print(f"phase {phase:<12} {seconds:8.1f} s{note}")
     print(f"total {'':<12} {total:8.1f} s ({total / 60:.1f} min)")
     for name in tally.failures:
         print(f"failed: {name}")
