@@ -226,6 +226,8 @@ if [ "$tests" -eq 0 ]; then
   log "ready for the demo (${SECONDS} s); 'scripts/platform.sh --tests' adds what the test suite needs"
   exit 0
 fi
+# The molecule scenarios mount these compiler caches into their builders.
+mkdir -p "$CACHE_DIR/ccache/bookworm" "$CACHE_DIR/ccache/bookworm-arm64"
 if [ "$(dpkg --print-architecture)" = arm64 ]; then
   # Native: registering qemu here would capture the host's own binaries.
   build_image "$ARM_IMAGE" arm64 'SIGRTMIN+3'

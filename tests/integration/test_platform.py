@@ -8,6 +8,7 @@ import subprocess
 import time
 import uuid
 
+import fixtures
 import pytest
 import testinfra
 
@@ -68,6 +69,8 @@ def test_platform_script_is_idempotent(top):
     assert result.stdout.count("image present") == 2
     assert "qemu-aarch64 registered" in result.stdout
     assert "installing" not in result.stdout and "wrote" not in result.stdout
+    # The molecule scenarios mount these into their builders.
+    assert all((fixtures.cache_dir() / "ccache" / arch).is_dir() for arch in ("bookworm", "bookworm-arm64"))
 
 
 def test_platform_for_the_demo_leaves_out_what_only_the_tests_need(top):
