@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import time
 
@@ -141,13 +142,111 @@ _DIAGNOSES = [
 ]
 
 
-def diagnose(rc, stderr):
-    """A sentence naming the cause and the fix for a failed llama.cpp run."""
+# Byte sizes of the scalar GGUF value types (GGUF v2/v3); 8 is a string, 9 an array.
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _gguf_walk(handle, size):
+    """Reads a GGUF file's header, metadata and tensor infos; returns (data start, the largest
+    tensor data offset, its tensor's name). Raises _Truncated or ValueError."""
+
+    def read(fmt):
+        data = handle.read(struct.calcsize(fmt))
+        if len(data) < struct.calcsize(fmt):
+            raise _Truncated()
+        return struct.unpack(fmt, data)[0]
+
+    def skip(count):
+        if handle.tell() + count > size:
+            raise _Truncated()
+        handle.seek(count, os.SEEK_CUR)
+
+    def string():
+        length = read("<Q")
+        skip(length)
+        return length
+
+    def value(kind):
+        if kind in _GGUF_SCALARS:
+            skip(_GGUF_SCALARS[kind])
+        elif kind == _GGUF_STRING:
+            string()
+        elif kind == _GGUF_ARRAY:
+            item, count = read("<I"), read("<Q")
+            if item in _GGUF_SCALARS:
+                skip(_GGUF_SCALARS[item] * count)
+            else:
+                for _index in range(count):
+                    value(item)
+        else:
+            raise ValueError(f"unknown metadata value type {kind}")
+
+    if handle.read(4) != GGUF_MAGIC:
+        raise ValueError("no GGUF magic")
+    read("<I")  # version
+    n_tensors, n_kv = read("<Q"), read("<Q")
+    alignment = 32
+    for _index in range(n_kv):
+        key_start = handle.tell() + 8
+        length = string()
+        handle.seek(key_start)
+        key = handle.read(length)
+        kind = read("<I")
+        if key == b"general.alignment" and kind == 4:
+            alignment = read("<I")
+        else:
+            value(kind)
+    last_offset, last_name = -1, None
+    for _index in range(n_tensors):
+        name_start = handle.tell() + 8
+        length = string()
+        handle.seek(name_start)
+        name = handle.read(length).decode("utf-8", "replace")
+        n_dims = read("<I")
+        skip(8 * n_dims + 4)  # dimensions, type
+        offset = read("<Q")
+        if offset > last_offset:
+            last_offset, last_name = offset, name
+    data_start = -(-handle.tell() // alignment) * alignment
+    return data_start, last_offset, last_name
+
+
+def gguf_layout_problem(path):
+    """Why the GGUF file at path cannot be whole, or None when its header, metadata and tensor
+    table are complete and every tensor's data starts inside the file."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            data_start, last_offset, last_name = _gguf_walk(handle, size)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    except _Truncated:
+        return f"{path} is truncated: its {size} bytes end inside the GGUF header, metadata or tensor table"
+    except ValueError as exc:
+        return f"{path} is corrupt: {exc}"
+    if last_name is not None and data_start + last_offset >= size:
+        return (f"{path} is truncated: its {size} bytes end before the data of tensor {last_name} "
+                f"(at byte {data_start + last_offset})")
+    return None
+
+
+def diagnose(rc, stderr, model=None):
+    """A sentence naming the cause and the fix for a failed llama.cpp run. llama.cpp may exit
+    before its asynchronous log reaches stderr; then a model that is not whole is named by
+    reading its GGUF layout."""
     for pattern, sentence in _DIAGNOSES:
         match = pattern.search(stderr or "")
         if match:
             subject = next((g for g in match.groups() if g), "?") if match.groups() else ""
             return sentence.format(subject.rstrip(".,"))
+    problem = gguf_layout_problem(model) if model else None
+    if problem:
+        return f"llama.cpp could not load the model: {problem}; re-download or re-copy it"
     return f"llama.cpp exited with rc={rc}; see stderr_tail"
 
 

@@ -268,7 +268,8 @@ def run_cli(params, workers, cmd):
             "connection but stopped answering, or another client holds the workers (rpc-server serves one at a "
             "time); check the workers' journals or raise timeout", rc=None, stderr_tail=tail(err))
     if rc != 0:
-        raise InferenceError(f"generation failed: {diagnose(rc, err)}", rc=rc, stderr_tail=tail(err))
+        raise InferenceError(f"generation failed: {diagnose(rc, err, params['model'])}", rc=rc,
+                             stderr_tail=tail(err))
     timings = parse_timings(err)
     timings["wall_s"] = round(elapsed, 3)
     predicted = timings.get("predicted_tokens")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 
 import pytest
 
@@ -19,7 +20,7 @@ def fixture_worker():
 @pytest.fixture(name="cli_files")
 def fixture_cli_files(tmp_path):
     model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    model.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))  # whole, with no tensors
     binary = tmp_path / "bin" / "llama-completion"
     binary.parent.mkdir()
     binary.write_text("#!/bin/sh\nexit 99\n")
@@ -48,6 +49,14 @@ def test_unreachable_workers_are_named_and_nothing_runs(run_module, worker, cli_
 def test_cli_failure_reports_rc_and_diagnosis(run_module, worker, cli_files):
     code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker]))
     assert code == 1 and result["rc"] == 99 and "rc=99" in result["msg"]
+
+
+def test_cli_failure_without_log_lines_names_a_truncated_model(run_module, worker, cli_files):
+    with open(cli_files["model"], "r+b") as model:
+        model.truncate(8)
+    code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker]))
+    assert code == 1 and result["rc"] == 99 and "could not load the model" in result["msg"]
+    assert "is truncated" in result["msg"]
 
 
 @pytest.mark.parametrize("args, message", [
