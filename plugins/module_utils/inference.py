@@ -168,8 +168,9 @@ def _gguf_walk(handle, size):
 
     def string():
         length = read("<Q")
-        skip(length)
-        return length
+        if handle.tell() + length > size:
+            raise _Truncated()
+        return handle.read(length)
 
     def value(kind):
         if kind in _GGUF_SCALARS:
@@ -192,22 +193,14 @@ def _gguf_walk(handle, size):
     n_tensors, n_kv = read("<Q"), read("<Q")
     alignment = 32
     for _index in range(n_kv):
-        key_start = handle.tell() + 8
-        length = string()
-        handle.seek(key_start)
-        key = handle.read(length)
-        kind = read("<I")
+        key, kind = string(), read("<I")
         if key == b"general.alignment" and kind == 4:
             alignment = read("<I")
         else:
             value(kind)
     last_offset, last_name = -1, None
     for _index in range(n_tensors):
-        name_start = handle.tell() + 8
-        length = string()
-        handle.seek(name_start)
-        name = handle.read(length).decode("utf-8", "replace")
-        n_dims = read("<I")
+        name, n_dims = string().decode("utf-8", "replace"), read("<I")
         skip(8 * n_dims + 4)  # dimensions, type
         offset = read("<Q")
         if offset > last_offset:

@@ -22,10 +22,6 @@ def survey(template):
     return json.loads((PROJECT / "awx/surveys" / TEMPLATES[template]["survey"]).read_text())
 
 
-def server_invocation():
-    return node(MAIN).check_output("systemctl show -P InvocationID llama-server")
-
-
 def invocations():
     """(node, unit) -> systemd invocation ID of every cluster service: a restart changes it."""
     units = {MAIN: ("llama-server",), **{w: ("llama-rpc-server", "llamacpp-rpc-firewall") for w in WORKERS}}
@@ -74,14 +70,14 @@ def test_bad_survey_answer_fails_early_and_changes_nothing(launch):
     answers = {"llamacpp_prompt": PROMPT, "llamacpp_n_predict": -5}
     assert awx_survey.answer_errors(survey("Generate text"), answers) == [
         "llamacpp_n_predict: answer -5 is outside [1, 4096]"]
-    before = server_invocation()
+    before = invocations()
     runner = launch("Generate text", answers)  # what the API or a CLI launch would still pass on
     assert runner.status == "failed" and runner.rc != 0
     failed = events(runner, "runner_on_failed")
     assert [(e["host"], e["task"]) for e in failed] == [("localhost", "Require a valid request")]
     assert "llamacpp_n_predict must be a whole number >= 1, got -5" in failed[0]["res"]["msg"]
     assert not [e for e in runner.events if e.get("event_data", {}).get("host") not in (None, "localhost")]
-    assert server_invocation() == before
+    assert invocations() == before
 
 
 def test_deploy_cluster_job_with_survey_defaults_changes_and_restarts_nothing(launch):

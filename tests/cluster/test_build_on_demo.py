@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from demo_nodes import MAIN, WORKERS, node, playbook
+from demo_nodes import INVENTORY, MAIN, WORKERS, node, playbook
 
 BUILDER = sorted((MAIN, *WORKERS))[0]
 NODES = (MAIN, *WORKERS)
@@ -58,7 +58,7 @@ def test_compiled_exactly_once_and_only_on_the_builder(name, demo_cluster):
 def test_unknown_strategy_is_refused_before_any_change(demo_cluster):
     before = {name: node(name).check_output("readlink /opt/llama.cpp/current") for name in NODES}
     server = node(MAIN).check_output("systemctl show -P InvocationID llama-server")
-    run = playbook("site.yml", "inventories/local", "-e", "llamacpp_build_strategy=sometimes")
+    run = playbook("site.yml", INVENTORY, "-e", "llamacpp_build_strategy=sometimes")
     assert run.rc != 0
     assert re.search(r"llamacpp_build_strategy.*per_family", run.output), run.output[-3000:]
     assert set(run.changed()) >= {MAIN, *WORKERS} and set(run.changed().values()) == {0}, run.changed()
