@@ -10,9 +10,10 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import time
+
+from ansible_collections.llamacpp.cluster.plugins.module_utils import gguf
 
 GGUF_MAGIC = b"GGUF"
 CLI_BINARY = "llama-completion"
@@ -83,9 +84,13 @@ def check_binary(path):
 
 
 def cli_command(binary, model, prompt, workers, n_predict, temperature, seed, ctx_size, threads,
-                n_gpu_layers, top_k=None, top_p=None):
+                n_gpu_layers, top_k=None, top_p=None, tensor_split=None, ubatch_size=None):
     cmd = [binary, "-m", model, "-p", prompt, "-n", str(n_predict), "--temp", str(temperature),
            "--seed", str(seed), "-c", str(ctx_size), "-t", str(threads), "-no-cnv", "--no-display-prompt"]
+    if ubatch_size is not None:
+        cmd += ["-ub", str(ubatch_size)]
+    if tensor_split:
+        cmd += ["--tensor-split", ",".join("%g" % value for value in tensor_split)]
     if top_k is not None:
         cmd += ["--top-k", str(top_k)]
     if top_p is not None:
@@ -142,92 +147,6 @@ _DIAGNOSES = [
 ]
 
 
-# Byte sizes of the scalar GGUF value types (GGUF v2/v3); 8 is a string, 9 an array.
-_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-
-
-class _Truncated(Exception):
-    pass
-
-
-def _gguf_walk(handle, size):
-    """Reads a GGUF file's header, metadata and tensor infos; returns (data start, the largest
-    tensor data offset, its tensor's name). Raises _Truncated or ValueError."""
-
-    def read(fmt):
-        data = handle.read(struct.calcsize(fmt))
-        if len(data) < struct.calcsize(fmt):
-            raise _Truncated()
-        return struct.unpack(fmt, data)[0]
-
-    def skip(count):
-        if handle.tell() + count > size:
-            raise _Truncated()
-        handle.seek(count, os.SEEK_CUR)
-
-    def string():
-        length = read("<Q")
-        if handle.tell() + length > size:
-            raise _Truncated()
-        return handle.read(length)
-
-    def value(kind):
-        if kind in _GGUF_SCALARS:
-            skip(_GGUF_SCALARS[kind])
-        elif kind == _GGUF_STRING:
-            string()
-        elif kind == _GGUF_ARRAY:
-            item, count = read("<I"), read("<Q")
-            if item in _GGUF_SCALARS:
-                skip(_GGUF_SCALARS[item] * count)
-            else:
-                for _index in range(count):
-                    value(item)
-        else:
-            raise ValueError(f"unknown metadata value type {kind}")
-
-    if handle.read(4) != GGUF_MAGIC:
-        raise ValueError("no GGUF magic")
-    read("<I")  # version
-    n_tensors, n_kv = read("<Q"), read("<Q")
-    alignment = 32
-    for _index in range(n_kv):
-        key, kind = string(), read("<I")
-        if key == b"general.alignment" and kind == 4:
-            alignment = read("<I")
-        else:
-            value(kind)
-    last_offset, last_name = -1, None
-    for _index in range(n_tensors):
-        name, n_dims = string().decode("utf-8", "replace"), read("<I")
-        skip(8 * n_dims + 4)  # dimensions, type
-        offset = read("<Q")
-        if offset > last_offset:
-            last_offset, last_name = offset, name
-    data_start = -(-handle.tell() // alignment) * alignment
-    return data_start, last_offset, last_name
-
-
-def gguf_layout_problem(path):
-    """Why the GGUF file at path cannot be whole, or None when its header, metadata and tensor
-    table are complete and every tensor's data starts inside the file."""
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            data_start, last_offset, last_name = _gguf_walk(handle, size)
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror}"
-    except _Truncated:
-        return f"{path} is truncated: its {size} bytes end inside the GGUF header, metadata or tensor table"
-    except ValueError as exc:
-        return f"{path} is corrupt: {exc}"
-    if last_name is not None and data_start + last_offset >= size:
-        return (f"{path} is truncated: its {size} bytes end before the data of tensor {last_name} "
-                f"(at byte {data_start + last_offset})")
-    return None
-
-
 def diagnose(rc, stderr, model=None):
     """A sentence naming the cause and the fix for a failed llama.cpp run. llama.cpp may exit
     before its asynchronous log reaches stderr; then a model that is not whole is named by
@@ -237,7 +156,7 @@ def diagnose(rc, stderr, model=None):
         if match:
             subject = next((g for g in match.groups() if g), "?") if match.groups() else ""
             return sentence.format(subject.rstrip(".,"))
-    problem = gguf_layout_problem(model) if model else None
+    problem = gguf.layout_problem(model) if model else None
     if problem:
         return f"llama.cpp could not load the model: {problem}; re-download or re-copy it"
     return f"llama.cpp exited with rc={rc}; see stderr_tail"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import struct
 import sys
 from pathlib import Path
 
@@ -81,6 +80,8 @@ def test_cli_command_is_the_rpc_recipe():
     assert cmd[cmd.index("--rpc") + 1] == "a:1,b:2" and cmd[cmd.index("-ngl") + 1] == "999"
     assert "-no-cnv" in cmd and "--no-display-prompt" in cmd and cmd[cmd.index("--top-k") + 1] == "40"
     assert "--rpc" not in cli_command("/b", "/m", "Hi", [], 1, 0.0, 1, 0, 1, 0)
+    planned = cli_command("/b", "/m", "Hi", ["a:1", "b:2"], 1, 0.0, 1, 512, 1, 14, tensor_split=[13.0, 15.0], ubatch_size=256)
+    assert planned[planned.index("--tensor-split") + 1] == "13,15" and planned[planned.index("-ub") + 1] == "256"
 
 
 def test_timings_from_a_real_distributed_run():
@@ -118,46 +119,5 @@ def test_timeout_kills_the_whole_process_group():
     assert rc is None and "started" in out and elapsed < 10
 
 
-def gguf_bytes(alignment=32):
-    """A small, whole GGUF v3 file: three metadata keys (one a string array) and two tensors."""
-    def string(text):
-        data = text.encode()
-        return struct.pack("<Q", len(data)) + data
-
-    kv = (string("general.architecture") + struct.pack("<I", 8) + string("gemma3")
-          + string("general.alignment") + struct.pack("<II", 4, alignment)
-          + string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + b"".join(string(t) for t in "abc"))
-    tensors = (string("token_embd.weight") + struct.pack("<IQQIQ", 2, 4, 2, 0, 0)
-               + string("output_norm.weight") + struct.pack("<IQIQ", 1, 4, 0, 64))
-    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 3) + kv + tensors
-    head += b"\0" * (-len(head) % alignment)
-    return head + b"\1" * (64 + 16)
-
-
-@pytest.mark.parametrize("cut, expected", [
-    (None, None),
-    (40, "end inside the GGUF header, metadata or tensor table"),
-    (-20, "end before the data of tensor output_norm.weight"),
-])
-def test_gguf_layout_names_a_truncated_model(tmp_path, cut, expected):
-    data = gguf_bytes()
-    path = tmp_path / "model.gguf"
-    path.write_bytes(data if cut is None else data[:cut])
-    problem = inference.gguf_layout_problem(str(path))
-    assert problem is None if expected is None else expected in problem
-
-
-def test_gguf_layout_names_a_file_that_is_not_gguf(tmp_path):
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGML" + gguf_bytes()[4:])
-    assert "is corrupt: no GGUF magic" in inference.gguf_layout_problem(str(path))
-
-
-def test_a_failure_without_log_lines_is_diagnosed_from_the_model(tmp_path):
-    # llama.cpp's logger is asynchronous: an early exit can leave stderr empty.
-    path = tmp_path / "model.gguf"
-    path.write_bytes(gguf_bytes()[:40])
-    assert inference.diagnose(1, "", str(path)).startswith("llama.cpp could not load the model: ")
-    path.write_bytes(gguf_bytes())
-    assert inference.diagnose(1, "", str(path)) == "llama.cpp exited with rc=1; see stderr_tail"
-    assert "refused or dropped" in inference.diagnose(134, "Failed to connect to 10.0.0.1:50052", str(path))
+def test_a_connection_failure_is_diagnosed_before_the_model():
+    assert "refused or dropped" in inference.diagnose(134, "Failed to connect to 10.0.0.1:50052", "/nonexistent.gguf")
