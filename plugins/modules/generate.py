@@ -75,6 +75,17 @@ options:
       - Layers to offload; RPC workers count as offload targets. Defaults to all layers when workers are
         given, else 0.
     type: int
+  tensor_split:
+    description:
+      - The share of the offloaded layers each worker gets, in O(workers) order (C(--tensor-split), CLI), as the
+        main role's placement plan gives them (C(llamacpp_main_plan.tensor_split)); empty leaves the split to
+        llama.cpp.
+    type: list
+    elements: float
+    default: []
+  ubatch_size:
+    description: Micro-batch size (C(-ub), CLI); the placement plan assumes the main role's C(llamacpp_main_ubatch_size).
+    type: int
   timeout:
     description: Seconds the whole generation may take, model load included.
     type: int
@@ -296,6 +307,8 @@ def main():
             "ctx_size": {"type": "int", "default": 4096},
             "threads": {"type": "int"},
             "n_gpu_layers": {"type": "int"},
+            "tensor_split": {"type": "list", "elements": "float", "default": []},
+            "ubatch_size": {"type": "int"},
             "timeout": {"type": "int", "default": 600},
             "mode": {"type": "str", "choices": ["auto", "cli", "server"], "default": "auto"},
             "server_url": {"type": "str", "default": "http://127.0.0.1:8080"},
@@ -309,12 +322,17 @@ def main():
     workers = p["workers"]
     result = {"changed": False, "workers": workers, "mode": p["mode"]}
     try:
-        for name, low in (("n_predict", 1), ("ctx_size", 0), ("timeout", 1), ("threads", 1), ("n_gpu_layers", 0)):
+        for name, low in (("n_predict", 1), ("ctx_size", 0), ("timeout", 1), ("threads", 1), ("n_gpu_layers", 0),
+                          ("ubatch_size", 1)):
             if p[name] is not None and p[name] < low:
                 raise InferenceError(f"{name} must be at least {low}, got {p[name]}")
         if not 0.0 <= p["temperature"] <= 10.0:
             raise InferenceError(f"temperature must be between 0 and 10, got {p['temperature']}")
         check_endpoints(workers)
+        if p["tensor_split"] and (len(p["tensor_split"]) != len(workers) or min(p["tensor_split"]) < 0
+                                  or not any(p["tensor_split"])):
+            raise InferenceError(f"tensor_split needs one share >= 0 per worker, not all 0 ({len(workers)} workers, "
+                                 f"got {p['tensor_split']}); leave it empty to let llama.cpp split the layers")
 
         healthy = p["mode"] != "cli" and server_healthy(p["server_url"], p["api_key"])
         if p["mode"] == "cli" and server_healthy(p["server_url"], p["api_key"]):
@@ -340,7 +358,8 @@ def main():
             check_model(p["model"])
             layers = p["n_gpu_layers"] if p["n_gpu_layers"] is not None else (999 if workers else 0)
             cmd = cli_command(binary, p["model"], p["prompt"], workers, p["n_predict"], p["temperature"], p["seed"],
-                              p["ctx_size"], p["threads"] or os.cpu_count() or 1, layers, p["top_k"], p["top_p"])
+                              p["ctx_size"], p["threads"] or os.cpu_count() or 1, layers, p["top_k"], p["top_p"],
+                              p["tensor_split"], p["ubatch_size"])
             result["cmd"] = cmd
         if module.check_mode:
             module.exit_json(msg=f"check mode: preflight passed; would generate with mode={mode}", **result)

@@ -35,6 +35,18 @@ def test_check_mode_runs_the_preflight_and_generates_nothing(run_module, worker,
     assert "preflight passed" in result["msg"]
     assert result["cmd"][result["cmd"].index("--rpc") + 1] == worker
     assert result["cmd"][result["cmd"].index("-ngl") + 1] == "999"
+    assert "--tensor-split" not in result["cmd"] and "-ub" not in result["cmd"]
+
+
+def test_the_cli_takes_the_placement_plan(run_module, worker, cli_files):
+    # generate.yml passes llama-server's plan, so the CLI puts the layers where the server does.
+    code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker, worker.replace("127.0.0.1", "localhost")],
+                                               tensor_split=[35, 3], n_gpu_layers=17, ubatch_size=128,
+                                               _ansible_check_mode=True))
+    cmd = result["cmd"]
+    assert code == 0, result
+    assert cmd[cmd.index("--tensor-split") + 1] == "35,3" and cmd[cmd.index("-ngl") + 1] == "17"
+    assert cmd[cmd.index("-ub") + 1] == "128"
 
 
 def test_unreachable_workers_are_named_and_nothing_runs(run_module, worker, cli_files):
@@ -66,6 +78,9 @@ def test_cli_failure_without_log_lines_names_a_truncated_model(run_module, worke
     ({"n_predict": 0}, "n_predict must be at least 1"),
     ({"mode": "cli", "model": None}, "model"),
     ({"mode": "sometimes"}, "value of mode must be one of"),
+    ({"workers": ["10.0.0.1:1"], "tensor_split": [1, 2]}, "tensor_split needs one share >= 0 per worker"),
+    ({"workers": ["10.0.0.1:1"], "tensor_split": [0]}, "not all 0"),
+    ({"ubatch_size": 0}, "ubatch_size must be at least 1"),
 ])
 def test_bad_options_fail_clearly(run_module, cli_files, args, message):
     code, result = run_module("generate", dict(cli_files, prompt="Hi", **args))
