@@ -6,7 +6,7 @@ PYTHON_VENV := .venv/bin/python
 SUITE := python3 tests/run_suite.py
 ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 
-.PHONY: help setup venv platform platform-tests fixtures demo demo-clean bench test lint sanity unit integration cluster molecule changelog build clean
+.PHONY: help setup venv platform platform-tests fixtures big-model demo demo-clean bench test lint sanity unit integration cluster molecule changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ platform-tests: ## platform, plus what only the tests use (host compiler, curl, 
 
 fixtures: venv ## cache the llama.cpp source and the test model, checksum-verified
 	@$(PYTHON_VENV) scripts/fixtures.py
+
+big-model: fixtures ## generate and cache the large random test model (1.3 GB) the placement tests need
+	@$(PYTHON_VENV) scripts/big_model.py
 
 setup: venv platform fixtures ## everything the demo needs
 
@@ -50,7 +53,7 @@ unit: venv ## pytest unit tests
 integration: setup platform-tests ## pytest integration tests (real binaries, containers)
 	@$(SUITE) integration
 
-cluster: venv ## the tests of the demo's cluster (run make demo first); the last one retunes and rolls it back
+cluster: venv big-model ## the tests of the demo's cluster (run make demo first); the last one retunes and rolls it back
 	@$(SUITE) cluster
 
 molecule: setup platform-tests ## every molecule scenario (MOLECULE_SCENARIOS="a b" for some)

@@ -6,7 +6,8 @@ that the demo could lean on. The ``cluster`` phase then tests that same cluster 
 deploying a second one. Phases, in order:
 
   demo         make demo (venv, platform, fixtures, the local containers, site.yml)
-  setup        make platform-tests fixtures: what only the tests need (arm64 image, ...)
+  setup        make platform-tests fixtures big-model: what only the tests need (arm64 image,
+               the large generated model, ...)
   lint         yamllint, ansible-lint (production profile, offline)
   sanity       ansible-test sanity, offline
   unit         pytest tests/unit
@@ -39,6 +40,7 @@ TOP = Path(__file__).resolve().parent.parent
 VENV_BIN = TOP / ".venv" / "bin"
 sys.path.insert(0, str(TOP / "scripts"))
 import fixtures  # noqa: E402  pylint: disable=wrong-import-position
+import big_model  # noqa: E402  pylint: disable=wrong-import-position
 import suite_checks  # noqa: E402  pylint: disable=wrong-import-position
 
 PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "molecule", "cleanup")
@@ -46,7 +48,8 @@ PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "
 # last in the cluster phase, stops at its first failed step, and cleanup removes the cluster.
 # test_build_on_demo counts the compiles after the AWX "Deploy cluster" job's re-run.
 CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx_jobs.py",
-                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py")
+                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py",
+                 "tests/cluster/test_placement.py")
 LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
 OUTPUT = TOP / "tests" / "output" / "suite"
 # The README's first set-up command, run as written (tests/unit/test_suite_checks.py holds
@@ -78,6 +81,7 @@ def environment() -> dict[str, str]:
     env.setdefault("LLAMACPP_CLUSTER_CACHE", str(fixtures.cache_dir()))
     env.setdefault("LLAMACPP_FIXTURE_SOURCE", str(fixtures.source_archive_path()))
     env.setdefault("LLAMACPP_FIXTURE_MODEL", str(fixtures.model_path()))
+    env.setdefault("LLAMACPP_FIXTURE_BIG_MODEL", str(big_model.big_model_path()))
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     env.setdefault("PY_COLORS", "0")
     return env
@@ -127,8 +131,8 @@ def phase_demo(tally: Tally) -> None:
 
 
 def phase_setup(tally: Tally) -> None:
-    ok, seconds = run(["make", "--no-print-directory", "platform-tests", "fixtures"])
-    tally.record("setup/make platform-tests fixtures", ok, seconds)
+    ok, seconds = run(["make", "--no-print-directory", "platform-tests", "fixtures", "big-model"])
+    tally.record("setup/make platform-tests fixtures big-model", ok, seconds)
 
 
 def phase_lint(tally: Tally) -> None:
