@@ -4,12 +4,14 @@ is left as deployed.
 
 The deploy, ccache and strategy comparisons are not run here: each deploys or builds on new
 nodes (about 12 minutes together), and what they measure is asserted elsewhere: a cold deploy
-by the demo, a no-op re-run by the AWX "Deploy cluster" job and the automation comparison, a
-scale-out that changes only the new worker and the main node by test_reconfigure.py, one
-compile per family by test_build_on_demo.py and one per host by molecule/rpc_worker, a warm
-compiler cache by every converge after the first. Their parsing of the build logs and of
-ansible's recap is covered by tests/unit/test_bench_parsers.py; the scratch nodes they run on
-are created and removed by the second test here."""
+by the demo, a no-op re-run by the AWX "Deploy cluster" job, a scale-out that changes only the
+new worker and the main node by test_reconfigure.py, one compile per family by
+test_build_on_demo.py and one per host by molecule/rpc_worker, a warm compiler cache by every
+converge after the first. Their parsing of the build logs and of ansible's recap is covered by
+tests/unit/test_bench_parsers.py; the scratch nodes they run on are created and removed by the
+second test here. Nor is the automation comparison (a no-op site.yml, about 2.5 minutes here):
+its no-op site.yml is the AWX "Deploy cluster" job's, its generate.yml the "Generate text"
+job's (test_awx_jobs.py), and its bare request the server mode of the modes comparison."""
 
 import json
 import subprocess
@@ -20,7 +22,7 @@ from demo_nodes import INVENTORY, MAIN, TOP as PROJECT, WORKERS, node
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 from scratch import PREFIX, Scratch  # noqa: E402  pylint: disable=wrong-import-position
 
-COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "automation")
+COMPARISONS = ("recipe", "threads", "modes", "workers", "cache")
 
 
 def test_smoke_run_measures_the_comparisons_and_restores_the_cluster(tmp_path, demo_cluster):

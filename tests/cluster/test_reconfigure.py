@@ -181,28 +181,20 @@ def test_converged_cluster_answers(main):
     generate_through([W1, W2])
 
 
-def test_retune_restarts_that_worker_then_llama_server(main):
-    builds = compiles()
-    stats, before, after, _output = step(
-        "retune", "site.yml", inventory([W1, W2], [W3], {W1: {"llamacpp_rpc_worker_threads": 1}})
-    )
-    assert restarted(before, after) == {(W1, RPC), (MAIN, SERVER)}
-    assert_workers_then_server(before, after, [W1])
-    assert stats[W2] == 0
-    assert " -t 1" in node(W1).check_output(f"ps -o args= -p $(systemctl show -P MainPID {RPC})")
-    assert compiles() == builds
-    generate_through([W1, W2])
-
-
 RETUNED = {W1: {"llamacpp_rpc_worker_threads": 1}}
 
 
-def test_scale_out_adds_worker3_without_a_rebuild(main):
+def test_retune_and_scale_out_restart_only_that_worker_the_new_one_and_llama_server(main):
+    """One site.yml run with two changes: W1's threads, and W3 added. W1 restarts, W3 starts
+    with the cluster's build (no compile), W2 is untouched, llama-server restarts once after
+    both workers."""
     builds = compiles()
-    _stats, before, after, _output = step("scale out", "site.yml", inventory([W1, W2, W3], [], RETUNED))
-    assert restarted(before, after) == {(W3, RPC), (W3, FIREWALL), (MAIN, SERVER)}
-    assert {h for h, n in _stats.items() if n} == {W3, MAIN}, _stats
-    assert compiles() == builds  # received the cluster's build, compiled nothing
+    stats, before, after, _output = step("retune and scale out", "site.yml", inventory([W1, W2, W3], [], RETUNED))
+    assert restarted(before, after) == {(W1, RPC), (W3, RPC), (W3, FIREWALL), (MAIN, SERVER)}
+    assert_workers_then_server(before, after, [W1, W3])
+    assert {h for h, n in stats.items() if n} == {W1, W3, MAIN}, stats
+    assert " -t 1" in node(W1).check_output(f"ps -o args= -p $(systemctl show -P MainPID {RPC})")
+    assert compiles() == builds  # W3 received the cluster's build, compiled nothing
     assert manifest(W3)["build_id"] == manifest(MAIN)["build_id"]
     assert server_rpc_list() == endpoints([W1, W2, W3])
     generate_through([W1, W2, W3])
