@@ -13,8 +13,6 @@ import socket
 import subprocess
 import time
 
-from ansible_collections.llamacpp.cluster.plugins.module_utils import gguf
-
 GGUF_MAGIC = b"GGUF"
 CLI_BINARY = "llama-completion"
 
@@ -156,6 +154,9 @@ def diagnose(rc, stderr, model=None):
         if match:
             subject = next((g for g in match.groups() if g), "?") if match.groups() else ""
             return sentence.format(subject.rstrip(".,"))
+    # Imported here: benchmarks/node_bench.py runs this file on its own, without the collection.
+    from ansible_collections.llamacpp.cluster.plugins.module_utils import gguf
+
     problem = gguf.layout_problem(model) if model else None
     if problem:
         return f"llama.cpp could not load the model: {problem}; re-download or re-copy it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -121,3 +122,13 @@ def test_timeout_kills_the_whole_process_group():
 
 def test_a_connection_failure_is_diagnosed_before_the_model():
     assert "refused or dropped" in inference.diagnose(134, "Failed to connect to 10.0.0.1:50052", "/nonexistent.gguf")
+
+
+def test_the_file_runs_on_its_own_as_the_benchmark_copies_it(tmp_path):
+    # benchmarks/cluster.py copies inference.py to the main node as llamacpp_inference.py,
+    # where the collection is not installed: only the standard library may be imported at the top.
+    copy = tmp_path / "llamacpp_inference.py"
+    copy.write_text(Path(inference.__file__).read_text())
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import llamacpp_inference; print(llamacpp_inference.CLI_BINARY)"
+    proc = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "llama-completion", proc.stderr
