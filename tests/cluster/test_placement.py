@@ -88,6 +88,8 @@ def assert_llama_cpp_allocated_the_plan(plan: dict) -> None:
     """llama-server's load log: per device the bytes of the plan's layers (within one layer),
     KV cache and compute buffers within the plan's figures."""
     buffers = placement.parse_load_log(journal_of_invocation(MAIN, "llama-server"))
+    print("llama.cpp allocated (MiB: model, KV, compute):",
+          {device: tuple(round(b[k]) for k in ("model", "kv", "compute")) for device, b in buffers.items()})
     layer = max(SETTINGS_MODEL["layer_bytes"])
     for planned in plan["nodes"]:
         seen = buffers.get("CPU" if planned["role"] == "main" else planned["endpoint"])
@@ -197,3 +199,16 @@ def test_a_scale_in_that_would_not_fit_is_refused_before_anything_restarts(limit
     after = {name: invocation(name, unit) for name, unit in
              ((MAIN, "llama-server"), (W1, "llama-rpc-server"), (W2, "llama-rpc-server"))}
     assert after == before
+
+
+def test_bad_placement_weights_are_refused_before_any_change(limited_cluster):
+    before = {name: invocation(name, unit) for name, unit in
+              ((MAIN, "llama-server"), (W1, "llama-rpc-server"), (W2, "llama-rpc-server"))}
+    run = playbook("playbooks/services.yml", INVENTORY, "-e", json.dumps({"llamacpp_main_placement_weights": [1]}))
+    assert run.rc != 0
+    message = " ".join(e["event_data"]["res"].get("msg", "") for e in run.events
+                       if e.get("event") in ("runner_on_failed", "runner_item_on_failed"))
+    assert "llamacpp_main_placement_weights needs one number >= 0 per worker, not all 0 (2 workers, got [1])" in message
+    assert not run.changed().get(MAIN)
+    assert {name: invocation(name, unit) for name, unit in
+            ((MAIN, "llama-server"), (W1, "llama-rpc-server"), (W2, "llama-rpc-server"))} == before
