@@ -143,9 +143,9 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
     """Plans the placement of model (gguf.model_facts) on main ({name, usable_bytes}) and
     workers ([{name, endpoint, usable_bytes}] in --rpc order).
 
-    By default every layer goes to the workers, split so that the fullest worker (bytes over
-    usable memory) is as empty as it can be; only when the workers cannot hold them all does
-    the main node keep the first layers. weights (one number per worker) instead splits the
+    By default every layer goes to the workers, in contiguous runs as close to in proportion
+    to their usable memory as whole layers allow (_partition); only when the workers cannot
+    hold them all does the main node keep the first layers. weights (one number per worker) instead splits the
     layers in those proportions, as --tensor-split does. The result says whether it fits,
     the flags, and per node its layers and bytes."""
     if len(workers) > MAX_WORKERS:
@@ -176,7 +176,7 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
     elif weights is not None:
         kept, counts, order = 0, _split_counts(weights, n_layer + 1), list(range(len(workers)))
     else:
-        kept, counts, order = _auto(costs, model.get("layer_repack_bytes", model["layer_bytes"]), out_extra,
+        kept, counts, order = _auto(costs, _repack_per_layer(model), out_extra,
                                     main_fixed, main["usable_bytes"], worker_compute, usable)
     workers = [workers[index] for index in order]
     offloaded = n_layer + 1 - kept
@@ -225,10 +225,14 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
     return result
 
 
+def _repack_per_layer(model):
+    """Bytes of each layer the CPU may repack into a copy (facts without them: every byte)."""
+    return model.get("layer_repack_bytes", model["layer_bytes"])
+
+
 def _repack(model, layers):
-    """Bytes of the CPU_REPACK copies of the first layers (older facts: every byte)."""
-    per_layer = model.get("layer_repack_bytes", model["layer_bytes"])
-    return sum(per_layer[:layers])
+    """Bytes of the CPU_REPACK copies of the first layers."""
+    return sum(_repack_per_layer(model)[:layers])
 
 
 def _split_counts(weights, offloaded):
