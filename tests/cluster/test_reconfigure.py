@@ -55,7 +55,7 @@ def inventory(workers, spare=(), host_vars=None):
                 "containers": {
                     "hosts": {name: None for name in NODES},
                     "vars": {
-                        "ansible_connection": "containers.podman.podman",
+                        "ansible_connection": "llamacpp.cluster.podman_exec",
                         "ansible_python_interpreter": "/usr/bin/python3",
                     },
                 },
