@@ -169,6 +169,9 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
     # The main node: token_embd, its compute buffer and the logits of every sequence.
     main_fixed = model["input_bytes"] + compute_bytes(model, ctx_size, ubatch, main=True) \
         + 4 * model["n_vocab"] * parallel
+    # A main node that computes layers itself reserves a worker's compute buffer for them
+    # (the packing benchmark saw 339 MiB allocated against 332 planned without it).
+    main_layer_compute = max(0, worker_compute - compute_bytes(model, ctx_size, ubatch, main=True))
     usable = [w["usable_bytes"] for w in workers]
 
     if not workers:  # the main node alone: everything on its CPU (-ngl 0)
@@ -176,8 +179,8 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
     elif weights is not None:
         kept, counts, order = 0, _split_counts(weights, n_layer + 1), list(range(len(workers)))
     else:
-        kept, counts, order = _auto(costs, _repack_per_layer(model), out_extra,
-                                    main_fixed, main["usable_bytes"], worker_compute, usable)
+        kept, counts, order = _auto(costs, _repack_per_layer(model), out_extra, main_fixed,
+                                    main_layer_compute, main["usable_bytes"], worker_compute, usable)
     workers = [workers[index] for index in order]
     offloaded = n_layer + 1 - kept
 
@@ -191,7 +194,7 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
                    # llama.cpp repacks some quantised weights of CPU layers into a second copy
                    # (CPU_REPACK); the compute share counts that copy.
                    compute=main_fixed - model["input_bytes"] + _repack(model, main_repeating)
-                   + (out_extra if main_output else 0),
+                   + (main_layer_compute if kept else 0) + (out_extra if main_output else 0),
                    layers=[_layer_name(layer, n_layer) for layer in main_layers])]
     first = kept
     for worker, count in zip(workers, counts):
@@ -241,7 +244,7 @@ def _split_counts(weights, offloaded):
     return [devices.count(index) for index in range(len(weights))]
 
 
-def _auto(costs, repack_bytes, out_extra, main_fixed, main_usable, worker_compute, usable):
+def _auto(costs, repack_bytes, out_extra, main_fixed, main_layer_compute, main_usable, worker_compute, usable):
     """(layers the main node keeps, layer counts per worker, their order): all layers on the
     workers when they fit, else the fewest layers kept on the main node that make the workers
     fit. The worker with the output layer (the heaviest: output weights and the logits) is
@@ -268,7 +271,7 @@ def _auto(costs, repack_bytes, out_extra, main_fixed, main_usable, worker_comput
             _value, counts, order = min(found, key=lambda item: item[0])
             return kept, counts, order
         if kept < len(repack_bytes):
-            main_bytes += costs[kept] + repack_bytes[kept]
+            main_bytes += costs[kept] + repack_bytes[kept] + (main_layer_compute if kept == 0 else 0)
     counts, _value = _partition(tail, fixed, usable, strict=False)
     return 0, counts, orders[0]
 
