@@ -2,18 +2,24 @@
 plugins/module_utils/inference.py as llamacpp_inference.py; otherwise stdlib only).
 
   node_bench.py cli    --binary B --model M --prompt P -n N [--rpc A,B] [--threads T] --repeat K
+                       [--ctx-size C] [--ubatch U] [--n-gpu-layers L] [--tensor-split S] [--flags "..."]
+                       [--keep-log] [--allow-failure]
   node_bench.py server --url U --prompt P -n N --repeat K
   node_bench.py server-start --url U      (restart llama-server; seconds until /health is OK)
 
 Prints one JSON list, one object per request: wall_s, ttft_s (time to the first generated
 byte: the first stdout byte of llama-completion, or the first streamed token of llama-server),
-prompt/generation tokens per second and, for cli, load_ms and the process's peak RSS (KiB).
+prompt/generation tokens per second and, for cli, load_ms and the process's peak RSS (KiB,
+which counts the pages of the mapped model file). --keep-log adds llama-completion's stderr
+(its load log); with --allow-failure a failed run is reported ({"failed": true, "error": ...})
+instead of ending the script.
 """
 
 import argparse
 import json
 import os
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -24,8 +30,10 @@ from llamacpp_inference import cli_command, parse_timings
 
 def run_cli(args):
     # The same command line and timing parser as llamacpp.cluster.generate in cli mode.
+    split = [float(v) for v in args.tensor_split.split(",")] if args.tensor_split else None
     cmd = cli_command(args.binary, args.model, args.prompt, [w for w in args.rpc.split(",") if w], args.n_predict,
-                      0, 42, 2048, args.threads, 99)
+                      0, 42, args.ctx_size, args.threads, args.n_gpu_layers, tensor_split=split,
+                      ubatch_size=args.ubatch) + shlex.split(args.flags)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=dict(os.environ, GGML_NO_BACKTRACE="1", LC_ALL="C.UTF-8"))
@@ -45,10 +53,13 @@ def run_cli(args):
     status, usage = os.wait4(proc.pid, 0)[1:]
     wall = time.monotonic() - start
     stderr = err.decode("utf-8", "replace")
+    log = {"log": stderr} if args.keep_log else {}
     if os.waitstatus_to_exitcode(status) != 0:
+        if args.allow_failure:
+            return dict(log, failed=True, wall_s=round(wall, 3), error=stderr[-2000:])
         sys.exit(f"llama-completion failed: {stderr[-2000:]}")
     return dict(parse_timings(stderr), wall_s=round(wall, 3), ttft_s=round(ttft or wall, 3), peak_rss_kib=usage.ru_maxrss,
-                text=out.decode("utf-8", "replace"))
+                text=out.decode("utf-8", "replace"), **log)
 
 
 def run_server(args):
@@ -98,6 +109,13 @@ def main():
     parser.add_argument("--rpc", default="")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--ctx-size", type=int, default=2048)
+    parser.add_argument("--ubatch", type=int)
+    parser.add_argument("--n-gpu-layers", type=int, default=99)
+    parser.add_argument("--tensor-split", default="")
+    parser.add_argument("--flags", default="", help="more llama-completion arguments, one shell-quoted string")
+    parser.add_argument("--keep-log", action="store_true")
+    parser.add_argument("--allow-failure", action="store_true")
     args = parser.parse_args()
     run = {"cli": run_cli, "server": run_server, "server-start": server_start}[args.mode]
     print(json.dumps([run(args) for _round in range(args.repeat)]))

@@ -45,7 +45,8 @@ UNITS = {"predicted_per_second": "gen t/s", "prompt_per_second": "prompt t/s", "
          "ttft_s": "TTFT s", "load_ms": "load ms", "task_s": "task s", "peak_rss_mib": "peak RSS MiB",
          "total_s": "total s", "start_s": "start s", "worker_peak_rss_mib": "worker RSS MiB",
          "workers_total_rss_mib": "all workers RSS MiB", "compile_s": "compile s", "compiles": "compiles",
-         "changed": "changed tasks", "changed_hosts": "changed hosts"}
+         "changed": "changed tasks", "changed_hosts": "changed hosts", "peak_over_limit": "peak/limit",
+         "oom_kills": "OOM kills", "limit_hits": "limit hits"}
 
 
 def _cell(value) -> str:

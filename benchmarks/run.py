@@ -11,6 +11,8 @@ and reports medians and ratios against a baseline, measured side by side in this
   modes      cli vs server mode for batches of K prompts
   workers    the main node alone vs 1..N RPC workers, with peak memory per node
   cache      model load time with and without rpc-server's tensor cache (-c)
+  placement  a model no node can hold, on memory-limited local containers: the collection's plan vs
+             llama.cpp's default split (allocated and peak memory per node), and the packing
   automation a no-op site.yml, generate.yml, and a bare request to llama-server
   deploy     on new local containers: a cold site.yml, a no-op one, scale-out by one worker
   ccache     on a new local container: a worker's build with an empty vs a warm compiler cache
@@ -32,9 +34,14 @@ from pathlib import Path
 import report
 from cluster import TOP, BenchError, Cluster
 from fresh_nodes import bench_ccache, bench_deploy, bench_strategy
+from placement import SkipComparison, bench_placement
+
+sys.path.insert(0, str(TOP / "scripts"))
+import big_model  # noqa: E402  pylint: disable=wrong-import-position
 
 PROMPT = "Explain in a few sentences why the sky is blue."
-COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "automation", "deploy", "ccache", "strategy")
+COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "placement", "automation", "deploy", "ccache",
+               "strategy")
 
 
 def cli_sample(run: dict) -> dict:
@@ -149,8 +156,12 @@ def bench_workers(c: Cluster, args) -> dict:
         "Main node alone vs RPC workers", samples,
         ["predicted_per_second", "prompt_per_second", "peak_rss_mib", "worker_peak_rss_mib", "workers_total_rss_mib"],
         "main node alone",
-        "peak RSS MiB: llama-completion on the main node; worker RSS MiB: the largest rpc-server peak (all "
-        "workers: their sum). "
+        "What the memory columns measure, plainly: peak RSS MiB is llama-completion's on the main node "
+        "(getrusage), which counts the pages of the memory-mapped model file it touched - file-backed page cache "
+        "that the kernel can reclaim, so it overstates what the main node needs; worker RSS MiB is the largest "
+        "rpc-server peak RSS (VmHWM; all workers: their sum), which is anonymous memory (the tensors it "
+        "received) plus about 4 MiB of its binary's file pages - rpc-server maps no model file. The placement "
+        "comparison measures cgroup peaks instead. "
         "All nodes of a local run share the same CPU, so more workers cannot be faster here; memory is the point.")
 
 
@@ -205,12 +216,14 @@ def main(argv=None) -> int:
     parser.add_argument("-n", "--n-predict", type=int, default=128)
     parser.add_argument("--batch", type=lambda v: [int(k) for k in v.split(",")], default=[1, 5, 20],
                         help="batch sizes K of the modes comparison (default 1,5,20)")
-    parser.add_argument("--only", type=lambda v: v.split(","), default=list(COMPARISONS),
+    parser.add_argument("--only", type=lambda v: v.split(","), default=None,
                         help=f"comma-separated subset of {','.join(COMPARISONS)}")
     parser.add_argument("--deploy-workers", type=int, default=2,
                         help="workers of the deploy comparison's new cluster before scale-out (default 2)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny settings: 1 round, 8 tokens, K=1,2, deploy 1 worker then 2")
+    parser.add_argument("--big-model", type=Path, default=None,
+                        help="the placement comparison's model (default: scripts/big_model.py's cached one)")
     parser.add_argument("--out", type=Path, default=TOP / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, metavar="RESULT.json",
                         help="only render the Markdown and the plot of an earlier result again")
@@ -219,6 +232,11 @@ def main(argv=None) -> int:
         stem = report.write(json.loads(args.report.read_text()), args.out)
         print(f"bench: wrote {stem}.json, .md and .png")
         return 0
+    # Without --only every comparison runs, and placement only where it can (local containers).
+    args.placement_optional = args.only is None
+    args.only = args.only or list(COMPARISONS)
+    if args.big_model is None:
+        args.big_model = Path(os.environ.get("LLAMACPP_FIXTURE_BIG_MODEL") or big_model.big_model_path())
     if args.smoke:
         args.pairs, args.n_predict, args.batch, args.deploy_workers = 1, 8, [1, 2], 1
     unknown = set(args.only) - set(COMPARISONS)
@@ -236,10 +254,15 @@ def main(argv=None) -> int:
                 recipe, threads = bench_recipe(c, args)
                 comparisons.update({k: v for k, v in (("recipe", recipe), ("threads", threads)) if k in args.only})
             for name, bench in (("modes", bench_modes), ("workers", bench_workers), ("cache", bench_cache),
-                                ("automation", bench_automation)):
+                                ("placement", bench_placement), ("automation", bench_automation)):
                 if name in args.only:
                     print(f"bench: {name}", flush=True)
-                    comparisons[name] = bench(c, args)
+                    try:
+                        comparisons[name] = bench(c, args)
+                    except SkipComparison as exc:
+                        if not args.placement_optional:
+                            raise BenchError(str(exc)) from exc
+                        print(f"bench: {name} skipped: {exc}", flush=True)
         finally:
             c.restore(server_enabled)
         for name, bench in (("deploy", bench_deploy), ("ccache", bench_ccache), ("strategy", bench_strategy)):

@@ -8,7 +8,7 @@ collection's own playbooks against that inventory."""
 from __future__ import annotations
 
 import shlex
-import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +21,8 @@ import yaml
 TOP = Path(__file__).resolve().parents[2]
 INVENTORY = TOP / "inventories" / "local"
 RPC_PORT = 50052
+# The benchmark's modules (scratch nodes, the containers' memory cgroups) serve the tests too.
+sys.path.insert(0, str(TOP / "benchmarks"))
 
 
 def inventory_groups() -> dict:
@@ -102,33 +104,6 @@ def playbook(path: str, inventory: Path | str = INVENTORY, *args: str) -> Playbo
     return run
 
 
-# Memory limits of the demo's containers, set from the host on their cgroup (v1, as
-# `podman run --memory` sets it; podman cannot lift a limit again, -1 here does).
-def _memory_cgroup(name: str) -> Path:
-    path = subprocess.run(["podman", "inspect", "-f", "{{.State.CgroupPath}}", name],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    directory = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-    assert (directory / "memory.limit_in_bytes").is_file(), f"{name}: no cgroup v1 memory controller at {directory}"
-    return directory
-
-
-def set_memory_limit(name: str, limit: int | None) -> None:
-    (_memory_cgroup(name) / "memory.limit_in_bytes").write_text("-1" if limit is None else str(limit))
-
-
-def reset_memory_peak(name: str) -> None:
-    (_memory_cgroup(name) / "memory.max_usage_in_bytes").write_text("0")
-
-
-def memory_peak(name: str) -> int:
-    return int((_memory_cgroup(name) / "memory.max_usage_in_bytes").read_text())
-
-
-def oom_kills(name: str) -> int:
-    control = (_memory_cgroup(name) / "memory.oom_control").read_text()
-    return int(next(line.split()[1] for line in control.splitlines() if line.startswith("oom_kill ")))
-
-
 def invocation(name: str, unit: str) -> str:
     """The unit's current invocation ID: it changes on every (re)start."""
     return node(name).check_output(f"systemctl show -P InvocationID {unit}")
@@ -137,12 +112,6 @@ def invocation(name: str, unit: str) -> str:
 def journal_of_invocation(name: str, unit: str) -> str:
     host = node(name)
     return host.check_output(f"journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID={invocation(name, unit)}")
-
-
-def drop_page_cache(name: str) -> None:
-    """Reclaims what the container's cgroup can give back (page cache): cgroup v1's
-    memory.force_empty, which leaves the memory its processes use."""
-    (_memory_cgroup(name) / "memory.force_empty").write_text("0")
 
 
 def wait_healthy(url: str = "http://127.0.0.1:8080/health", wait: float = 300.0) -> None:

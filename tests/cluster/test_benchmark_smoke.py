@@ -18,9 +18,7 @@ import subprocess
 import sys
 
 from demo_nodes import INVENTORY, MAIN, TOP as PROJECT, WORKERS, node
-
-sys.path.insert(0, str(PROJECT / "benchmarks"))
-from scratch import PREFIX, Scratch  # noqa: E402  pylint: disable=wrong-import-position
+from scratch import PREFIX, Scratch
 
 COMPARISONS = ("recipe", "threads", "modes", "workers", "cache")
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import big_model
 import pytest
 import yaml
-from demo_nodes import (INVENTORY, MAIN, WORKERS, drop_page_cache, invocation, journal_of_invocation, memory_peak,
-                        node, oom_kills, playbook, reset_memory_peak, set_memory_limit, wait_healthy)
+from demo_nodes import TOP, INVENTORY, MAIN, WORKERS, invocation, journal_of_invocation, node, playbook, wait_healthy
+from local_cgroups import drop_page_cache, memory_limit, memory_peak, oom_kills, reset_memory_peak, set_memory_limit
 
 from ansible_collections.llamacpp.cluster.plugins.module_utils import placement
 
@@ -173,6 +175,35 @@ def test_unequal_workers_get_layers_in_proportion(limited_cluster):
     assert_llama_cpp_allocated_the_plan(plan)
     assert ask("server")["tokens_predicted"] == 8
     assert_peaks_below_limits(UNEQUAL)
+
+
+def test_the_benchmark_compares_the_plan_with_llama_cpps_split(limited_cluster, tmp_path):
+    """benchmarks/run.py --only placement --smoke, on these containers with the limits it sets:
+    the plan serves within every limit, llama.cpp's even split overfills the smaller worker,
+    and the packing run serves at the tightest limits the fit check accepts."""
+    proc = subprocess.run([sys.executable, "benchmarks/run.py", "-i", str(INVENTORY), "--smoke", "--only", "placement",
+                           "--big-model", str(BIG), "--out", str(tmp_path)],
+                          cwd=TOP, capture_output=True, text=True, check=False)
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [result_file] = tmp_path.glob("*.json")
+    comp = json.loads(result_file.read_text())["comparisons"]["placement"]
+    runs = {label: samples[0] for label, samples in comp["samples"].items()}
+    for label in ("equal: collection plan", "unequal: collection plan", "packed: collection plan at the tightest limits"):
+        assert runs[label]["served"] == 1 and runs[label]["oom_kills"] == 0, (label, runs[label])
+        assert all(runs[label][f"{name} allocated MiB"] for name in (MAIN, *WORKERS)), (label, runs[label])
+    # With room to spare, no node comes near its limit; packed to the edge, a node may reach
+    # it (the kernel then reclaims page cache), but nobody is killed.
+    for label in ("equal: collection plan", "unequal: collection plan"):
+        assert runs[label]["peak_over_limit"] < 1 and runs[label]["limit_hits"] == 0, (label, runs[label])
+    default = runs["unequal: llama.cpp default split"]
+    assert default["served"] == 0 or default["oom_kills"] > 0, default
+    share = comp["derived"]["packing: model bytes over the cluster's usable memory at the tightest limits the fit "
+                            "check accepts"]
+    assert 0.5 < share < 1, share
+    # The limits are back as the benchmark found them, the benchmark's copy of the model is gone.
+    assert {name: memory_limit(name) for name in UNEQUAL} == UNEQUAL
+    assert not node(MAIN).file("/var/tmp/llamacpp-bench").exists
 
 
 def test_a_scale_in_that_would_not_fit_is_refused_before_anything_restarts(limited_cluster, tmp_path):
