@@ -62,15 +62,20 @@ def usable(limit: int, reserve_mib: int) -> int:
     return limit - reserve_mib * MIB
 
 
+def fits_scaled(model: dict, main: str, workers: list[dict], limits: dict[str, int], scale: float) -> bool:
+    """Whether the fit check accepts the model with every node's limit times scale."""
+    main_node = {"name": main, "usable_bytes": usable(int(limits[main] * scale), MAIN_RESERVE_MIB)}
+    nodes = [dict(w, usable_bytes=usable(int(limits[w["name"]] * scale), WORKER_RESERVE_MIB)) for w in workers]
+    if min(n["usable_bytes"] for n in [main_node, *nodes]) <= 0:
+        return False
+    return placement.plan(model, main_node, nodes, ctx_size=CTX_SIZE, ubatch=UBATCH, explain=False)["fits"]
+
+
 def tightest_scale(model: dict, main: str, workers: list[dict], limits: dict[str, int]) -> float | None:
     """The smallest factor s (to 1/1000) such that the plan fits with every limit times s;
     None if it does not fit even at s = 1."""
     def fits(scale: float) -> bool:
-        main_node = {"name": main, "usable_bytes": usable(int(limits[main] * scale), MAIN_RESERVE_MIB)}
-        nodes = [dict(w, usable_bytes=usable(int(limits[w["name"]] * scale), WORKER_RESERVE_MIB)) for w in workers]
-        if min(n["usable_bytes"] for n in [main_node, *nodes]) <= 0:
-            return False
-        return placement.plan(model, main_node, nodes, ctx_size=CTX_SIZE, ubatch=UBATCH, explain=False)["fits"]
+        return fits_scaled(model, main, workers, limits, scale)
 
     low, high = 0, 1000
     if not fits(1.0):

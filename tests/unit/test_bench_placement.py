@@ -10,7 +10,6 @@ TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "benchmarks"))
 import placement as bench  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.llamacpp.cluster.plugins.module_utils import placement  # noqa: E402
 
 MIB = 1024 ** 2
 
@@ -31,19 +30,13 @@ def test_the_layouts_give_equal_then_alternating_limits():
     assert [layouts["unequal"][w] // MIB for w in ("w1", "w2", "w3")] == [1100, 600, 1100]
 
 
-def fits(m, limits, scale):
-    main = {"name": "main", "usable_bytes": bench.usable(int(limits["main"] * scale), bench.MAIN_RESERVE_MIB)}
-    nodes = [dict(w, usable_bytes=bench.usable(int(limits[w["name"]] * scale), bench.WORKER_RESERVE_MIB))
-             for w in WORKERS]
-    return placement.plan(m, main, nodes, ctx_size=bench.CTX_SIZE, ubatch=bench.UBATCH, explain=False)["fits"]
-
-
 def test_the_tightest_scale_is_the_edge_of_the_fit_check():
     m = model()
     limits = {"main": 700 * MIB, "w1": 900 * MIB, "w2": 900 * MIB}
     scale = bench.tightest_scale(m, "main", WORKERS, limits)
     assert scale is not None and 0.5 < scale < 1
-    assert fits(m, limits, scale) and not fits(m, limits, scale - 0.001)
+    assert bench.fits_scaled(m, "main", WORKERS, limits, scale)
+    assert not bench.fits_scaled(m, "main", WORKERS, limits, scale - 0.001)
 
 
 def test_a_model_that_does_not_fit_at_all_has_no_scale():
