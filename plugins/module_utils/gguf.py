@@ -49,10 +49,12 @@ class Truncated(GGUFError):
 
 
 class Tensor:
-    __slots__ = ("name", "dims", "type_id", "offset", "nbytes")
+    __slots__ = ("name", "dims", "type_id", "offset", "nbytes", "start")
 
-    def __init__(self, name, dims, type_id, offset, nbytes):
+    def __init__(self, name, dims, type_id, offset, nbytes, start=None):
         self.name, self.dims, self.type_id, self.offset, self.nbytes = name, dims, type_id, offset, nbytes
+        # The data's position in the file (data start + offset), once the data start is known.
+        self.start = start
 
     @property
     def type_name(self):
@@ -132,29 +134,37 @@ class ArrayLength(int):
 def read_file(path):
     """Reads one GGUF file's header, metadata and tensor table. Raises GGUFError (Truncated
     for a file that ends too early) and OSError."""
-    size = os.path.getsize(path)
     with open(path, "rb") as handle:
-        reader = _Reader(handle, size)
-        if handle.read(4) != GGUF_MAGIC:
-            raise GGUFError("no GGUF magic: this is not a GGUF file")
-        version = reader.unpack("<I")
-        if version not in (2, 3):
-            raise GGUFError("GGUF version %d is not supported (2 and 3 are)" % version)
-        n_tensors, n_kv = reader.unpack("<Q"), reader.unpack("<Q")
-        metadata = {}
-        for _index in range(n_kv):
-            key = reader.string()
-            metadata[key] = reader.value(reader.unpack("<I"))
-        raw = []
-        for _index in range(n_tensors):
-            name, n_dims = reader.string(), reader.unpack("<I")
-            if n_dims > 8:
-                raise GGUFError("tensor %s has %d dimensions" % (name, n_dims))
-            dims = tuple(reader.unpack("<Q") for _dim in range(n_dims))
-            raw.append((name, dims, reader.unpack("<I"), reader.unpack("<Q")))
-        alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT) or DEFAULT_ALIGNMENT
-        data_start = -(-handle.tell() // alignment) * alignment
+        return read_stream(handle, os.path.getsize(path), path)
+
+
+def read_stream(handle, size, path):
+    """read_file for a seekable binary stream positioned at the start of a GGUF file of size
+    bytes: it may hold only the file's head (a prefix fetched over HTTP); a prefix too short
+    for the tensor table raises Truncated."""
+    reader = _Reader(handle, size)
+    if handle.read(4) != GGUF_MAGIC:
+        raise GGUFError("no GGUF magic: this is not a GGUF file")
+    version = reader.unpack("<I")
+    if version not in (2, 3):
+        raise GGUFError("GGUF version %d is not supported (2 and 3 are)" % version)
+    n_tensors, n_kv = reader.unpack("<Q"), reader.unpack("<Q")
+    metadata = {}
+    for _index in range(n_kv):
+        key = reader.string()
+        metadata[key] = reader.value(reader.unpack("<I"))
+    raw = []
+    for _index in range(n_tensors):
+        name, n_dims = reader.string(), reader.unpack("<I")
+        if n_dims > 8:
+            raise GGUFError("tensor %s has %d dimensions" % (name, n_dims))
+        dims = tuple(reader.unpack("<Q") for _dim in range(n_dims))
+        raw.append((name, dims, reader.unpack("<I"), reader.unpack("<Q")))
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT) or DEFAULT_ALIGNMENT
+    data_start = -(-handle.tell() // alignment) * alignment
     tensors = _with_sizes(raw, size - data_start)
+    for tensor in tensors:
+        tensor.start = data_start + tensor.offset
     return GGUFFile(path, version, metadata, tensors, data_start, size)
 
 
