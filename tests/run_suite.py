@@ -49,7 +49,7 @@ PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "
 # test_build_on_demo counts the compiles after the AWX "Deploy cluster" job's re-run.
 CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx_jobs.py",
                  "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py",
-                 "tests/cluster/test_placement.py")
+                 "tests/cluster/test_placement.py", "tests/cluster/test_preseed.py")
 LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
 OUTPUT = TOP / "tests" / "output" / "suite"
 # The README's first set-up command, run as written (tests/unit/test_suite_checks.py holds

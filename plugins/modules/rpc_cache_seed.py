@@ -58,7 +58,7 @@ options:
   layers:
     description:
       - The layers this worker holds, as the main role's placement plan names them
-        (V("0"), V("1"), ..., V(output)). Empty, the worker holds no layer: its cache is emptied.
+        (V("0"), V("1"), ..., V(output)). An empty list (the worker holds no layer) empties its cache.
     type: list
     elements: str
     default: []
@@ -122,7 +122,7 @@ EXAMPLES = r"""
     owner: llama-rpc
     group: llama-rpc
 
-- name: Seed from the model's URL (range requests: only this worker's tensors)
+- name: Seed from the model's URL, with range requests for this worker's tensors only
   llamacpp.cluster.rpc_cache_seed:
     cache_dir: /var/cache/llama-rpc-server
     url: https://models.example.com/llama-405b-q4_0.gguf
@@ -285,7 +285,8 @@ class UrlSource:
                 return
             except rpc_cache.SeedError:
                 raise
-            except Exception:  # pylint: disable=broad-except  (retried, then re-raised)
+            # A dropped connection or a timeout: retried twice, then it fails the module.
+            except Exception:  # pylint: disable=broad-except
                 if attempt == 2:
                     raise
                 time.sleep(1 + attempt)
@@ -386,7 +387,8 @@ def main():
         module.fail_json(msg="seeding %s failed: %s" % (params["cache_dir"], exc))
     except (OSError, IOError) as exc:
         module.fail_json(msg="seeding %s failed: %s" % (params["cache_dir"], exc))
-    except Exception as exc:  # pylint: disable=broad-except  (urllib errors of a url source)
+    # urllib's errors (HTTPError, URLError, socket timeouts) of a url source.
+    except Exception as exc:  # pylint: disable=broad-except
         module.fail_json(msg="seeding %s from %s failed: %s" % (params["cache_dir"], params["url"], exc))
     result["seconds"] = round(time.monotonic() - start, 3)
     module.exit_json(**result)

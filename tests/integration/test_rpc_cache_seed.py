@@ -76,7 +76,7 @@ def test_a_file_source_seeds_the_layers_tensors(ansible_module, hasher, table, t
     full = ansible_module(MODULE, dict(args, verify="full"))
     assert not full["changed"] and len(full["verified"]) == 6
     gone = ansible_module(MODULE, {"cache_dir": str(cache), "state": "absent"})
-    assert gone["changed"] and not [p for p in (cache / "rpc").iterdir()]
+    assert gone["changed"] and not list((cache / "rpc").iterdir())
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
