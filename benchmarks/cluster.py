@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -129,14 +130,16 @@ class Cluster:
         if running:
             self.wait_for_workers()
 
-    def hand_rpc_servers(self, threads: bool, cache: bool = False) -> None:
-        """The hand recipe: stop the service, start rpc-server by hand on the same address."""
+    def hand_rpc_servers(self, threads: bool, cache: bool = False, cache_dir: str = "") -> None:
+        """The hand recipe: stop the service, start rpc-server by hand on the same address
+        (with cache_dir, the tensor cache is $LLAMA_CACHE=cache_dir instead of root's ~/.cache)."""
         self.stop_hand_rpc_servers()
         self.rpc_services(running=False)
         for host, endpoint in zip(self.workers, self.endpoints):
             address, port = endpoint.rsplit(":", 1)
             flags = f"-H {address} -p {port}" + (f" -t {self.vcpus[host]}" if threads else "") + (" -c" if cache else "")
-            out = self.sh(host, f"mkdir -p {REMOTE_DIR}; nohup /opt/llama.cpp/current/bin/rpc-server {flags} "
+            env = f"LLAMA_CACHE={shlex.quote(cache_dir)} " if cache_dir else ""
+            out = self.sh(host, f"mkdir -p {REMOTE_DIR}; {env}nohup /opt/llama.cpp/current/bin/rpc-server {flags} "
                                 f"> {RPC_LOG} 2>&1 < /dev/null & echo $!")
             self._hand_pids[host] = int(out.strip())
         self.wait_for_workers()

@@ -6,6 +6,10 @@ plugins/module_utils/inference.py as llamacpp_inference.py; otherwise stdlib onl
                        [--keep-log] [--allow-failure]
   node_bench.py server --url U --prompt P -n N --repeat K
   node_bench.py server-start --url U      (restart llama-server; seconds until /health is OK)
+  node_bench.py server-load --binary B --model M --port P [--rpc A,B] [--threads T] [--ctx-size C]
+                       [--ubatch U] [--n-gpu-layers L] [--tensor-split S]
+                       (a llama-server of its own on 127.0.0.1:P: seconds from its start until
+                       /health is OK, then it is stopped)
 
 Prints one JSON list, one object per request: wall_s, ttft_s (time to the first generated
 byte: the first stdout byte of llama-completion, or the first streamed token of llama-server),
@@ -22,6 +26,7 @@ import select
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -84,26 +89,61 @@ def run_server(args):
             "text": text}
 
 
-def server_start(args):
-    start = time.monotonic()
-    subprocess.run(["systemctl", "restart", "llama-server"], check=True)
-    while time.monotonic() - start < 600:
+def wait_healthy(url, start, limit, alive=lambda: True):
+    """Seconds from start until url/health answers 200; exits when alive() turns false or
+    after limit seconds."""
+    while time.monotonic() - start < limit:
+        if not alive():
+            return None
         try:
-            with urllib.request.urlopen(f"{args.url.rstrip('/')}/health", timeout=5) as response:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=5) as response:
                 if response.status == 200:
-                    return {"start_s": round(time.monotonic() - start, 3)}
+                    return round(time.monotonic() - start, 3)
         except OSError:
             pass
         time.sleep(0.05)
-    sys.exit("llama-server did not become healthy within 600 s")
+    sys.exit(f"llama-server did not become healthy within {limit} s")
+
+
+def server_start(args):
+    start = time.monotonic()
+    subprocess.run(["systemctl", "restart", "llama-server"], check=True)
+    return {"start_s": wait_healthy(args.url, start, 600)}
+
+
+def server_load(args):
+    cmd = [args.binary, "-m", args.model, "--host", "127.0.0.1", "--port", str(args.port), "-t", str(args.threads),
+           "-c", str(args.ctx_size), "-ngl", str(args.n_gpu_layers), "--no-webui", "--parallel", "1"]
+    cmd += ["-ub", str(args.ubatch)] if args.ubatch else []
+    cmd += ["--rpc", args.rpc] if args.rpc else []
+    cmd += ["--tensor-split", args.tensor_split] if args.tensor_split else []
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stall the server's logging
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+                            env=dict(os.environ, GGML_NO_BACKTRACE="1"))
+    try:
+        seconds = wait_healthy(f"http://127.0.0.1:{args.port}", start, 900, alive=lambda: proc.poll() is None)
+        if seconds is None:
+            log.seek(0)
+            sys.exit(f"llama-server exited with {proc.returncode}: {log.read().decode('utf-8', 'replace')[-2000:]}")
+        return {"start_s": seconds}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["cli", "server", "server-start"])
+    parser.add_argument("mode", choices=["cli", "server", "server-start", "server-load"])
     parser.add_argument("--binary")
     parser.add_argument("--model")
     parser.add_argument("--url")
+    parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--prompt", default="")
     parser.add_argument("-n", "--n-predict", type=int, default=128)
     parser.add_argument("--rpc", default="")
@@ -117,7 +157,7 @@ def main():
     parser.add_argument("--keep-log", action="store_true")
     parser.add_argument("--allow-failure", action="store_true")
     args = parser.parse_args()
-    run = {"cli": run_cli, "server": run_server, "server-start": server_start}[args.mode]
+    run = {"cli": run_cli, "server": run_server, "server-start": server_start, "server-load": server_load}[args.mode]
     print(json.dumps([run(args) for _round in range(args.repeat)]))
 
 

@@ -46,7 +46,8 @@ UNITS = {"predicted_per_second": "gen t/s", "prompt_per_second": "prompt t/s", "
          "total_s": "total s", "start_s": "start s", "worker_peak_rss_mib": "worker RSS MiB",
          "workers_total_rss_mib": "all workers RSS MiB", "compile_s": "compile s", "compiles": "compiles",
          "changed": "changed tasks", "changed_hosts": "changed hosts", "peak_over_limit": "peak/limit",
-         "oom_kills": "OOM kills", "limit_hits": "limit hits"}
+         "oom_kills": "OOM kills", "limit_hits": "limit hits", "sent_mb": "sent MB", "sent_share": "sent share",
+         "cache_misses": "cache misses"}
 
 
 def _cell(value) -> str:

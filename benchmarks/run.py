@@ -13,6 +13,8 @@ and reports medians and ratios against a baseline, measured side by side in this
   cache      model load time with and without rpc-server's tensor cache (-c)
   placement  a model no node can hold, on memory-limited local containers: the collection's plan vs
              llama.cpp's default split (allocated and peak memory per node), and the packing
+  preseed    on local containers, the main node's link throttled: a cold load of the large model with
+             every weight pushed vs workers whose rpc-server caches were pre-seeded, and a local-only load
   automation a no-op site.yml, generate.yml, and a bare request to llama-server
   deploy     on new local containers: a cold site.yml, a no-op one, scale-out by one worker
   ccache     on a new local container: a worker's build with an empty vs a warm compiler cache
@@ -35,13 +37,14 @@ import report
 from cluster import TOP, BenchError, Cluster
 from fresh_nodes import bench_ccache, bench_deploy, bench_strategy
 from placement import SkipComparison, bench_placement
+from preseed import bench_preseed
 
 sys.path.insert(0, str(TOP / "scripts"))
 import big_model  # noqa: E402  pylint: disable=wrong-import-position
 
 PROMPT = "Explain in a few sentences why the sky is blue."
-COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "placement", "automation", "deploy", "ccache",
-               "strategy")
+COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "placement", "preseed", "automation", "deploy",
+               "ccache", "strategy")
 
 
 def cli_sample(run: dict) -> dict:
@@ -223,7 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny settings: 1 round, 8 tokens, K=1,2, deploy 1 worker then 2")
     parser.add_argument("--big-model", type=Path, default=None,
-                        help="the placement comparison's model (default: scripts/big_model.py's cached one)")
+                        help="the placement and preseed comparisons' model (default: scripts/big_model.py's cached one)")
     parser.add_argument("--out", type=Path, default=TOP / "benchmarks" / "results")
     parser.add_argument("--report", type=Path, metavar="RESULT.json",
                         help="only render the Markdown and the plot of an earlier result again")
@@ -232,7 +235,7 @@ def main(argv=None) -> int:
         stem = report.write(json.loads(args.report.read_text()), args.out)
         print(f"bench: wrote {stem}.json, .md and .png")
         return 0
-    # Without --only every comparison runs, and placement only where it can (local containers).
+    # Without --only every comparison runs, and placement and preseed only where they can (local containers).
     args.placement_optional = args.only is None
     args.only = args.only or list(COMPARISONS)
     if args.big_model is None:
@@ -254,7 +257,8 @@ def main(argv=None) -> int:
                 recipe, threads = bench_recipe(c, args)
                 comparisons.update({k: v for k, v in (("recipe", recipe), ("threads", threads)) if k in args.only})
             for name, bench in (("modes", bench_modes), ("workers", bench_workers), ("cache", bench_cache),
-                                ("placement", bench_placement), ("automation", bench_automation)):
+                                ("placement", bench_placement), ("preseed", bench_preseed),
+                                ("automation", bench_automation)):
                 if name in args.only:
                     print(f"bench: {name}", flush=True)
                     try:
