@@ -222,9 +222,13 @@ def test_decommission_refuses_a_worker_in_use(main):
 
 def test_decommission_removes_worker3(main):
     args = ("-e", f"llamacpp_decommission_hosts={W3}", "-e", "llamacpp_decommission_builds=true")
+    w3 = node(W3)
+    # A tensor cache as seeding leaves it (tests/cluster/test_preseed.py seeds a real one).
+    w3.check_output(f"mkdir -p /var/cache/{RPC}/rpc && echo x > /var/cache/{RPC}/rpc/0123456789abcdef "
+                    f"&& echo '{{}}' > /var/cache/{RPC}/seed-manifest.json")
     stats, before, after, _output = step("decommission", "playbooks/decommission.yml", inventory([W1, W2], [W3]), *args)
     assert stats[W3] > 0 and restarted(before, after) == set()
-    w3 = node(W3)
+    assert not w3.file(f"/var/cache/{RPC}").exists
     assert not w3.file(f"/etc/systemd/system/{RPC}.service").exists
     assert after[(W3, RPC)]["active"] == "inactive" and after[(W3, FIREWALL)]["active"] == "inactive"
     assert "llamacpp_rpc" not in w3.check_output("nft list tables")
