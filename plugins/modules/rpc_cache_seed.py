@@ -325,7 +325,7 @@ def _check_source(module, manifest):
     found = os.stat(path)
     stat = {"path": path, "size": found.st_size, "mtime_ns": found.st_mtime_ns, "ino": found.st_ino}
     model = manifest.get("model", {})
-    if model.get("source") == stat and model.get("sha256") == params["model_sha256"]:
+    if model.get("source") == stat and params["model_sha256"] in (None, model.get("sha256")):
         return model
     digest = _sha256(path)
     if params["model_sha256"] and digest != params["model_sha256"]:

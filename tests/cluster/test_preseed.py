@@ -140,3 +140,14 @@ def test_site_yml_repairs_a_corrupt_cache_file(seeded_inventory):
     assert run.changed()[W1] == 1 and run.changed()[W2] == 0, run.changed()
     assert "saved to" not in journal_of_invocation(W1, "llama-rpc-server")
     assert answer(seeded_inventory) == SEEN["text"]
+
+
+def test_a_rerun_changes_nothing(seeded_inventory):
+    assert SEEN.get("seeded"), "needs the seeded run first"
+    units = {name: invocation(name, unit) for name, unit in
+             ((MAIN, "llama-server"), (W1, "llama-rpc-server"), (W2, "llama-rpc-server"))}
+    run, _received = deploy("playbooks/services.yml", seeded_inventory)
+    assert not any(run.changed().values()), run.changed()
+    assert run.results(SEED_TASK)[W1]["kept"] and not run.results(SEED_TASK)[W1]["changed"]
+    assert {name: invocation(name, unit) for name, unit in
+            ((MAIN, "llama-server"), (W1, "llama-rpc-server"), (W2, "llama-rpc-server"))} == units
