@@ -224,20 +224,17 @@ class FileSource:
         with open(self.path, "rb") as source:
             remaining, offset = tensor.nbytes, tensor.start
             while remaining:
-                try:
+                try:  # in the kernel where it can (Linux >= 4.5, Python >= 3.8)
                     copied = os.copy_file_range(source.fileno(), stream.fileno(), remaining, offset)
                 except (AttributeError, OSError):
                     source.seek(offset)
-                    copied = len(_write(stream, source.read(min(CHUNK, remaining))))
+                    chunk = source.read(min(CHUNK, remaining))
+                    stream.write(chunk)
+                    copied = len(chunk)
                 if copied == 0:
                     break
                 remaining -= copied
                 offset += copied
-
-
-def _write(stream, data):
-    stream.write(data)
-    return data
 
 
 class UrlSource:
