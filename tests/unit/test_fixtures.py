@@ -79,13 +79,17 @@ def test_low_disk_space_is_reported_with_the_fix(tmp_path, monkeypatch):
         fixtures.ensure_file(tmp_path / "x", None, writer(b"x", []), "x")
 
 
+LONG = "tools/ui/src/lib/components/app/settings/SettingsChat/" + "x" * 60 + ".constants.ts"
+
+
 def make_sdist(path: Path, with_rpc: bool = True) -> None:
     root = "llama_cpp_python-0.3.36/vendor/llama.cpp"
     files = {f"{root}/CMakeLists.txt": b"project(llama)\n", f"{root}/.git": b"gitdir: ../../.git\n",
-             "llama_cpp_python-0.3.36/setup.py": b""}
+             "llama_cpp_python-0.3.36/setup.py": b"", f"{root}/tools/ui/package.json": b"{}\n",
+             f"{root}/{LONG}": b"export const x = 1;\n"}
     if with_rpc:
         files[f"{root}/ggml/src/ggml-rpc/ggml-rpc.cpp"] = b"// rpc\n"
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.uid = len(data), 12345, 1000
@@ -107,6 +111,44 @@ def test_repack_is_reproducible_and_drops_git_link(tmp_path):
     assert "llama.cpp-b11312/ggml/src/ggml-rpc/ggml-rpc.cpp" in names
     assert not any(n.endswith("/.git") or "setup.py" in n for n in names)
     assert meta["commit"] == fixtures.LLAMA_CPP_COMMIT
+
+
+def test_repack_keeps_long_paths_under_the_new_prefix(tmp_path):
+    # Names over 100 characters live in PAX headers, which once kept the sdist's prefix.
+    sdist = tmp_path / "llama_cpp_python-0.3.36.tar.gz"
+    make_sdist(sdist)
+    fixtures.repack_source(sdist, tmp_path / "out.tar.gz")
+    with tarfile.open(tmp_path / "out.tar.gz") as tar:
+        names = tar.getnames()
+        assert tar.extractfile(f"llama.cpp-b11312/{LONG}").read() == b"export const x = 1;\n"
+    assert all(n.startswith("llama.cpp-b11312/") for n in names)
+
+
+def test_repack_carries_the_built_web_ui(tmp_path):
+    sdist = tmp_path / "llama_cpp_python-0.3.36.tar.gz"
+    make_sdist(sdist)
+    seen = []
+
+    def build(ui_dir):
+        seen.append(sorted(p.relative_to(ui_dir).as_posix() for p in ui_dir.rglob("*") if p.is_file()))
+        (ui_dir / "dist" / "_app").mkdir(parents=True)
+        (ui_dir / "dist" / "index.html").write_text("<html></html>")
+        (ui_dir / "dist" / "_app" / "bundle.js").write_text("app()")
+        return ui_dir / "dist"
+
+    fixtures.repack_source(sdist, tmp_path / "out.tar.gz", build)
+    assert seen == [sorted(["package.json", LONG[len("tools/ui/"):]])]
+    with tarfile.open(tmp_path / "out.tar.gz") as tar:
+        assert tar.extractfile("llama.cpp-b11312/tools/ui/dist/index.html").read() == b"<html></html>"
+        assert tar.extractfile("llama.cpp-b11312/tools/ui/dist/_app/bundle.js").read() == b"app()"
+        meta = json.load(tar.extractfile("llama.cpp-b11312/LLAMA_CPP_SOURCE.json"))
+    assert meta["web_ui"].startswith("tools/ui/dist")
+
+
+def test_a_failed_web_ui_build_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(fixtures.shutil, "which", lambda name: None)
+    with pytest.raises(fixtures.FixtureError, match="npm is missing"):
+        fixtures.build_web_ui(tmp_path, tmp_path / "npm")
 
 
 def test_repack_refuses_a_tree_without_the_rpc_backend(tmp_path):
