@@ -15,6 +15,9 @@ description:
     llama.cpp RPC workers, and returns the generated text and llama.cpp's timings.
   - V(cli) mode runs C(llama-completion) once with C(--rpc) and C(-ngl); V(server) mode asks the main
     node's C(llama-server) over HTTP; V(auto) uses the server when its health endpoint answers, else the CLI.
+  - Three kinds of request - one O(prompt) to continue; several O(prompts), which the server answers
+    concurrently on its parallel slots (the CLI runs them one after the other); or a chat of O(messages),
+    answered by the server through C(/v1/chat/completions) with the model's or the configured chat template.
   - Before spending minutes on a model load (CLI) it checks that every worker accepts a TCP connection, that
     the model starts with the GGUF magic and that the binary exists. In server mode the server's health
     endpoint stands for the workers it holds.
@@ -22,13 +25,25 @@ description:
     cause and the fix, with the return code and the end of llama.cpp's stderr.
 author:
   - llamacpp.cluster maintainers (@llamacpp-cluster)
-requirements:
-  - python3-requests on the main node for O(mode=server) and O(mode=auto).
 options:
   prompt:
-    description: The prompt to continue.
+    description: The prompt to continue. Exactly one of O(prompt), O(prompts) and O(messages) is required.
     type: str
-    required: true
+  prompts:
+    description:
+      - Several prompts to continue. The server gets them all at once, at most O(concurrency) at a time, and answers
+        them on its parallel slots; the result has one entry per prompt, in order, in RV(results).
+    type: list
+    elements: str
+  messages:
+    description:
+      - A chat - a list of C(role) (V(system), V(user) or V(assistant)) and C(content), ending with a user message.
+        Server mode only - answered through C(/v1/chat/completions); the answer is RV(text).
+    type: list
+    elements: dict
+  concurrency:
+    description: With O(prompts), how many requests are in flight at once; defaults to all of them.
+    type: int
   model:
     description: Path of the GGUF model on the main node (the first part of a split model). Required for the CLI.
     type: path
@@ -100,8 +115,13 @@ options:
     type: str
     default: http://127.0.0.1:8080
   api_key:
-    description: API key of llama-server, when it has one.
+    description: API key of llama-server. Prefer O(api_key_file), which keeps the key out of Ansible.
     type: str
+  api_key_file:
+    description:
+      - A file on the main node holding llama-server's API key (the first line that is not a C(#) comment), as the
+        main role stores it in C(/etc/llama-server/api-key), root's alone - so the task needs C(become).
+    type: path
   bin_dir:
     description: Where C(llama-completion) is installed.
     type: path
@@ -134,14 +154,50 @@ EXAMPLES = r"""
 - name: Show it
   ansible.builtin.debug:
     msg: "{{ answer.text }} ({{ answer.timings.predicted_per_second }} tokens/s)"
+
+- name: Chat with the cluster through llama-server
+  llamacpp.cluster.generate:
+    mode: server
+    api_key_file: /etc/llama-server/api-key
+    messages:
+      - {role: system, content: "You answer in one sentence."}
+      - {role: user, content: "What are the three primary colours?"}
+    n_predict: 48
+  become: true
+  register: chat
+
+- name: Ask several questions at once, on the server's parallel slots
+  llamacpp.cluster.generate:
+    mode: server
+    api_key_file: /etc/llama-server/api-key
+    prompts: ["The capital of France is", "Water boils at", "The largest planet is"]
+    n_predict: 16
+    temperature: 0
+  become: true
+  register: batch
+
+- name: Show the answers, in the prompts' order
+  ansible.builtin.debug:
+    msg: "{{ batch.results | map(attribute='text') | list }}"
 """
 
 RETURN = r"""
 text:
-  description: The generated text only, without the prompt.
-  returned: success, not in check mode
+  description: The generated text only, without the prompt; with O(messages), the assistant's answer.
+  returned: success with O(prompt) or O(messages), not in check mode
   type: str
   sample: " 9, 10, 11, 12,"
+results:
+  description:
+    - With O(prompts), one entry per prompt, in order - C(prompt), C(text), C(tokens_predicted),
+      C(tokens_evaluated) and C(timings) (whose C(wall_s) is that request's own).
+  returned: success with O(prompts), not in check mode
+  type: list
+  elements: dict
+finish_reason:
+  description: Why the chat answer ended (C(stop) at the end of the answer or a stop string, C(length) at O(n_predict)).
+  returned: success with O(messages), not in check mode
+  type: str
 tokens_predicted:
   description: Tokens generated.
   returned: success, not in check mode
@@ -173,7 +229,10 @@ timings:
       description: Generated tokens per second.
       type: float
     wall_s:
-      description: Wall time of the whole request seen by the module.
+      description: Wall time of the whole request seen by the module (with O(prompts), of all of them).
+      type: float
+    tokens_per_second:
+      description: With O(prompts), the tokens generated for all prompts per second of RV(timings.wall_s).
       type: float
 workers:
   description: The workers used, in the order given to llama.cpp.
@@ -185,7 +244,7 @@ mode:
   returned: always
   type: str
 cmd:
-  description: The llama-completion command line (CLI mode).
+  description: The llama-completion command line (CLI mode; with O(prompts), the first prompt's).
   returned: when mode is cli
   type: list
   elements: str
@@ -197,12 +256,20 @@ stderr_tail:
   description: The last lines of llama.cpp's stderr (failures).
   returned: failure
   type: str
+status:
+  description: The HTTP status llama-server refused the request with (server mode, failures).
+  returned: failure
+  type: int
 """
 
+import json
 import os
+import socket
 import time
+from urllib.error import HTTPError, URLError
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 from ansible_collections.llamacpp.cluster.plugins.module_utils.inference import (
     CLI_BINARY,
     InferenceError,
@@ -217,60 +284,69 @@ from ansible_collections.llamacpp.cluster.plugins.module_utils.inference import 
     truncate_at_stop,
     unreachable_workers,
 )
-
-try:
-    import requests
-    HAS_REQUESTS = True
-except ImportError:
-    HAS_REQUESTS = False
+from ansible_collections.llamacpp.cluster.plugins.module_utils import server_api
 
 
-def server_healthy(url, api_key, timeout=3):
-    if not HAS_REQUESTS:
-        return False
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+def server_healthy(url, timeout=3):
     try:
-        return requests.get(f"{url.rstrip('/')}/health", headers=headers, timeout=timeout).status_code == 200
-    except requests.RequestException:
+        with open_url(f"{url.rstrip('/')}/health", method="GET", timeout=timeout, validate_certs=True) as response:
+            return response.getcode() == 200
+    except (HTTPError, URLError, OSError, ValueError):
         return False
 
 
-def run_server(params):
-    if not HAS_REQUESTS:
-        raise InferenceError(missing_required_lib("requests") + " (on Debian/Ubuntu: apt-get install python3-requests)")
-    body = {"prompt": params["prompt"], "n_predict": params["n_predict"], "temperature": params["temperature"],
-            "seed": params["seed"], "stop": params["stop"], "cache_prompt": False}
-    for key in ("top_k", "top_p"):
-        if params[key] is not None:
-            body[key] = params[key]
-    headers = {"Authorization": f"Bearer {params['api_key']}"} if params["api_key"] else {}
-    url = f"{params['server_url'].rstrip('/')}/completion"
-    start = time.monotonic()
-    try:
-        response = requests.post(url, json=body, headers=headers, timeout=params["timeout"])
-    except requests.Timeout:
-        raise InferenceError(f"llama-server at {params['server_url']} did not answer within {params['timeout']} s: "
-                             "a worker may have stopped answering; check the workers and restart llama-server")
-    except requests.RequestException as exc:
-        raise InferenceError(f"cannot reach llama-server at {params['server_url']}: {exc}; start it "
-                             "(llamacpp.cluster.main with llamacpp_main_server) or use mode=cli")
-    if response.status_code != 200:
-        raise InferenceError(f"llama-server answered HTTP {response.status_code}: {response.text[:300]}; "
-                             "check its journal (journalctl -u llama-server)")
-    data = response.json()
-    t = data.get("timings") or {}
-    return {
-        "text": data.get("content", ""),
-        "tokens_predicted": data.get("tokens_predicted", t.get("predicted_n")),
-        "tokens_evaluated": data.get("tokens_evaluated", t.get("prompt_n")),
-        "timings": {"prompt_ms": t.get("prompt_ms"), "prompt_tokens": t.get("prompt_n"),
-                    "prompt_per_second": t.get("prompt_per_second"), "predicted_ms": t.get("predicted_ms"),
-                    "predicted_tokens": t.get("predicted_n"), "predicted_per_second": t.get("predicted_per_second"),
-                    "wall_s": round(time.monotonic() - start, 3)},
-    }
+def poster(server_url, api_key):
+    """The post(path, body, timeout) -> (status, data) that server_api calls, over open_url."""
+    base = server_url.rstrip("/")
+    headers = dict(server_api.auth_headers(api_key), **{"Content-Type": "application/json"})
+
+    def post(path, body, timeout):
+        try:
+            with open_url(base + path, data=json.dumps(body), headers=headers, method="POST",
+                          timeout=timeout) as response:
+                raw = response.read()
+                status = response.getcode()
+        except HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        except (socket.timeout, TimeoutError):
+            raise InferenceError(f"llama-server at {server_url} did not answer within {timeout} s: a worker may "
+                                 "have stopped answering; check the workers and restart llama-server")
+        except (URLError, OSError) as exc:
+            raise InferenceError(f"cannot reach llama-server at {server_url}: {getattr(exc, 'reason', exc)}; start "
+                                 "it (llamacpp.cluster.main with llamacpp_main_server) or use mode=cli")
+        try:
+            return status, json.loads(raw.decode("utf-8", "replace"))
+        except ValueError:
+            return status, raw.decode("utf-8", "replace")[:300]
+    return post
 
 
-def run_cli(params, workers, cmd):
+def run_server(params, api_key):
+    post = poster(params["server_url"], api_key)
+    url = params["server_url"]
+    if params["messages"]:
+        body = server_api.chat_body(params["messages"], params)
+        return server_api.request(post, "/v1/chat/completions", body, params["timeout"], url, server_api.parse_chat)
+    if params["prompts"]:
+        start = time.monotonic()
+
+        def one(prompt):
+            result = server_api.request(post, "/completion", server_api.completion_body(prompt, params),
+                                        params["timeout"], url, server_api.parse_completion)
+            return dict(result, prompt=prompt)
+        results = server_api.run_concurrently(one, params["prompts"], params["concurrency"] or len(params["prompts"]))
+        return batch_result(results, time.monotonic() - start)
+    return server_api.request(post, "/completion", server_api.completion_body(params["prompt"], params),
+                              params["timeout"], url, server_api.parse_completion)
+
+
+def batch_result(results, wall):
+    tokens = sum(r["tokens_predicted"] or 0 for r in results)
+    return {"results": results, "timings": {"wall_s": round(wall, 3),
+                                            "tokens_per_second": round(tokens / wall, 3) if wall > 0 else None}}
+
+
+def run_cli(params, cmd):
     env = dict(os.environ, GGML_NO_BACKTRACE="1", LC_ALL="C.UTF-8")
     rc, out, err, elapsed = run_with_timeout(cmd, params["timeout"], env=env)
     if rc is None:
@@ -292,10 +368,52 @@ def run_cli(params, workers, cmd):
     }
 
 
+def cli_commands(p, workers):
+    """One llama-completion command per prompt, after the CLI's preflight checks."""
+    # Only for the CLI: llama-server already holds the workers, and rpc-server, serving one
+    # client at a time, leaves further connections in its listen backlog until it is full.
+    down = unreachable_workers(workers)
+    if down:
+        raise InferenceError(f"{len(down)} of {len(workers)} worker(s) do not accept connections: "
+                             f"{'; '.join(down)}. Start their rpc-server (systemctl start llama-rpc-server) "
+                             "or fix the firewall; nothing was run", unreachable=down)
+    binary = os.path.join(p["bin_dir"], CLI_BINARY)
+    check_binary(binary)
+    check_model(p["model"])
+    layers = p["n_gpu_layers"] if p["n_gpu_layers"] is not None else (999 if workers else 0)
+    return [cli_command(binary, p["model"], prompt, workers, p["n_predict"], p["temperature"], p["seed"],
+                        p["ctx_size"], p["threads"] or os.cpu_count() or 1, layers, p["top_k"], p["top_p"],
+                        p["tensor_split"], p["ubatch_size"])
+            for prompt in (p["prompts"] or [p["prompt"]])]
+
+
+def check_options(p, workers):
+    for name, low in (("n_predict", 1), ("ctx_size", 0), ("timeout", 1), ("threads", 1), ("n_gpu_layers", 0),
+                      ("ubatch_size", 1), ("concurrency", 1)):
+        if p[name] is not None and p[name] < low:
+            raise InferenceError(f"{name} must be at least {low}, got {p[name]}")
+    if not 0.0 <= p["temperature"] <= 10.0:
+        raise InferenceError(f"temperature must be between 0 and 10, got {p['temperature']}")
+    if p["prompts"] is not None and not p["prompts"]:
+        raise InferenceError("prompts is empty; give at least one prompt")
+    if p["messages"] is not None:
+        server_api.check_messages(p["messages"])
+        if p["mode"] == "cli":
+            raise InferenceError("messages (chat) need llama-server: use mode=server or auto")
+    check_endpoints(workers)
+    if p["tensor_split"] and (len(p["tensor_split"]) != len(workers) or min(p["tensor_split"]) < 0
+                              or not any(p["tensor_split"])):
+        raise InferenceError(f"tensor_split needs one share >= 0 per worker, not all 0 ({len(workers)} workers, "
+                             f"got {p['tensor_split']}); leave it empty to let llama.cpp split the layers")
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
-            "prompt": {"type": "str", "required": True},
+            "prompt": {"type": "str"},
+            "prompts": {"type": "list", "elements": "str"},
+            "messages": {"type": "list", "elements": "dict"},
+            "concurrency": {"type": "int"},
             "model": {"type": "path"},
             "workers": {"type": "list", "elements": "str", "default": []},
             "n_predict": {"type": "int", "default": 128},
@@ -313,8 +431,11 @@ def main():
             "mode": {"type": "str", "choices": ["auto", "cli", "server"], "default": "auto"},
             "server_url": {"type": "str", "default": "http://127.0.0.1:8080"},
             "api_key": {"type": "str", "no_log": True},
+            "api_key_file": {"type": "path"},
             "bin_dir": {"type": "path", "default": "/opt/llama.cpp/current/bin"},
         },
+        required_one_of=[("prompt", "prompts", "messages")],
+        mutually_exclusive=[("prompt", "prompts", "messages"), ("api_key", "api_key_file")],
         required_if=[("mode", "cli", ["model"])],
         supports_check_mode=True,
     )
@@ -322,48 +443,36 @@ def main():
     workers = p["workers"]
     result = {"changed": False, "workers": workers, "mode": p["mode"]}
     try:
-        for name, low in (("n_predict", 1), ("ctx_size", 0), ("timeout", 1), ("threads", 1), ("n_gpu_layers", 0),
-                          ("ubatch_size", 1)):
-            if p[name] is not None and p[name] < low:
-                raise InferenceError(f"{name} must be at least {low}, got {p[name]}")
-        if not 0.0 <= p["temperature"] <= 10.0:
-            raise InferenceError(f"temperature must be between 0 and 10, got {p['temperature']}")
-        check_endpoints(workers)
-        if p["tensor_split"] and (len(p["tensor_split"]) != len(workers) or min(p["tensor_split"]) < 0
-                                  or not any(p["tensor_split"])):
-            raise InferenceError(f"tensor_split needs one share >= 0 per worker, not all 0 ({len(workers)} workers, "
-                                 f"got {p['tensor_split']}); leave it empty to let llama.cpp split the layers")
-
-        healthy = p["mode"] != "cli" and server_healthy(p["server_url"], p["api_key"])
-        if p["mode"] == "cli" and server_healthy(p["server_url"], p["api_key"]):
+        check_options(p, workers)
+        api_key = server_api.read_api_key(p["api_key_file"]) if p["api_key_file"] else p["api_key"]
+        if api_key and p["api_key_file"]:
+            module.no_log_values.add(api_key)
+        healthy = p["mode"] != "cli" and server_healthy(p["server_url"])
+        if p["mode"] == "cli" and server_healthy(p["server_url"]):
             raise InferenceError(
                 f"llama-server answers at {p['server_url']} and holds the RPC workers (rpc-server serves one client "
                 "at a time), so a one-shot CLI run would wait until its timeout: use mode=server, or stop "
                 "llama-server first")
         mode = "server" if p["mode"] == "server" or (p["mode"] == "auto" and healthy) else "cli"
         result["mode"] = mode
+        if mode == "cli" and p["messages"]:
+            raise InferenceError(f"messages (chat) need llama-server, which does not answer at {p['server_url']}: "
+                                 "start it (llamacpp_main_server: true) or send a prompt")
         if mode == "cli" and not p["model"]:
             raise InferenceError("model is required when llama-server is not answering (mode=cli or auto)")
-
-        if mode == "cli":
-            # Only for the CLI: llama-server already holds the workers, and rpc-server, serving one
-            # client at a time, leaves further connections in its listen backlog until it is full.
-            down = unreachable_workers(workers)
-            if down:
-                raise InferenceError(f"{len(down)} of {len(workers)} worker(s) do not accept connections: "
-                                     f"{'; '.join(down)}. Start their rpc-server (systemctl start llama-rpc-server) "
-                                     "or fix the firewall; nothing was run", unreachable=down)
-            binary = os.path.join(p["bin_dir"], CLI_BINARY)
-            check_binary(binary)
-            check_model(p["model"])
-            layers = p["n_gpu_layers"] if p["n_gpu_layers"] is not None else (999 if workers else 0)
-            cmd = cli_command(binary, p["model"], p["prompt"], workers, p["n_predict"], p["temperature"], p["seed"],
-                              p["ctx_size"], p["threads"] or os.cpu_count() or 1, layers, p["top_k"], p["top_p"],
-                              p["tensor_split"], p["ubatch_size"])
-            result["cmd"] = cmd
+        cmds = cli_commands(p, workers) if mode == "cli" else []
+        if cmds:
+            result["cmd"] = cmds[0]
         if module.check_mode:
             module.exit_json(msg=f"check mode: preflight passed; would generate with mode={mode}", **result)
-        result.update(run_cli(p, workers, cmd) if mode == "cli" else run_server(p))
+        if mode == "server":
+            result.update(run_server(p, api_key))
+        elif p["prompts"]:
+            start = time.monotonic()
+            results = [dict(run_cli(p, cmd), prompt=prompt) for prompt, cmd in zip(p["prompts"], cmds)]
+            result.update(batch_result(results, time.monotonic() - start))
+        else:
+            result.update(run_cli(p, cmds[0]))
     except InferenceError as exc:
         module.fail_json(msg=exc.msg, **dict(result, **exc.details))
     module.exit_json(**result)

@@ -98,8 +98,10 @@ def fixture_workers(bin_dir, tmp_path_factory):
 
 
 def generate(ansible_module, bin_dir, **args):
-    base = {"prompt": PROMPT, "model": str(fixtures.model_path()), "bin_dir": str(bin_dir),
+    base = {"model": str(fixtures.model_path()), "bin_dir": str(bin_dir),
             "server_url": "http://127.0.0.1:9", "mode": "cli"}
+    if "prompts" not in args and "messages" not in args:
+        base["prompt"] = PROMPT
     return ansible_module("llamacpp.cluster.generate", dict(base, **args))
 
 
@@ -179,3 +181,63 @@ def test_server_mode_matches_cli_and_cli_is_refused_while_it_serves(ansible_modu
     assert refused["failed"] and "holds the RPC workers" in refused["msg"]
     assert auto["mode"] == "server" and auto["text"] == server["text"]
     print(f"server: {server['timings']}")
+
+
+def wait_health(url, wait=120):
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"llama-server at {url} not healthy within {wait} s")
+
+
+def test_server_with_a_key_chat_and_parallel_prompts(ansible_module, bin_dir, workers, tmp_path, top):
+    """llama-server as the main role runs it: its key from a file, the role's chat template for
+    a model without one, 2 slots, the web UI of the fixture's build."""
+    key_file = tmp_path / "api-key"
+    key_file.write_text("# test key\nintegration-key-0123456789\n")
+    key_file.chmod(0o600)
+    template = top / "roles" / "main" / "files" / "chat-template-transcript.jinja"
+    port = free_port()
+    started = Started()
+    try:
+        started.start([str(bin_dir / "llama-server"), "-m", str(fixtures.model_path()), "--rpc", ",".join(workers),
+                       "-ngl", "999", "-c", "2048", "--parallel", "2", "--host", "127.0.0.1", "--port", str(port),
+                       "--api-key-file", str(key_file), "--chat-template-file", str(template)],
+                      (tmp_path / "server.log").open("wb"))
+        url = f"http://127.0.0.1:{port}"
+        wait_health(url)
+        with urllib.request.urlopen(f"{url}/", timeout=10) as page:
+            ui = page.read()
+        common = {"workers": workers, "mode": "server", "server_url": url, **GREEDY}
+        keyless = generate(ansible_module, bin_dir, prompt=PROMPT, **common)
+        wrong = generate(ansible_module, bin_dir, prompt=PROMPT, api_key="not-the-key-0123456789", **common)
+        keyed = generate(ansible_module, bin_dir, prompt=PROMPT, api_key_file=str(key_file), **common)
+        chat = generate(ansible_module, bin_dir, api_key_file=str(key_file), workers=workers, mode="server",
+                        server_url=url, n_predict=24, temperature=0, seed=42, stop=["\nUser:"],
+                        messages=[{"role": "system", "content": "You are a helpful assistant."},
+                                  {"role": "user", "content": "Count from one to five."}])
+        prompts = [PROMPT, "10, 20, 30, 40,", "a, b, c, d, e,"]
+        batch = generate(ansible_module, bin_dir, api_key_file=str(key_file), prompts=prompts, **common)
+        props = json.load(urllib.request.urlopen(urllib.request.Request(
+            f"{url}/props", headers={"Authorization": "Bearer integration-key-0123456789"}), timeout=10))
+    finally:
+        started.stop()
+    assert b"<html" in ui.lower() or ui[:2] == b"\x1f\x8b", ui[:200]
+    for refused in (keyless, wrong):
+        assert refused["failed"] and "HTTP 401" in refused["msg"] and refused["status"] == 401, refused["msg"]
+    assert not keyed.get("failed"), keyed.get("msg")
+    assert "9" in keyed["text"] and keyed["tokens_predicted"] == 16
+    assert "integration-key" not in json.dumps(keyed)
+    assert not chat.get("failed"), chat.get("msg")
+    assert chat["text"].strip() and chat["tokens_evaluated"] > 10 and chat["finish_reason"] in ("stop", "length")
+    assert "Assistant:" in props["chat_template"] and props["default_generation_settings"]["n_ctx"] == 1024
+    assert not batch.get("failed"), batch.get("msg")
+    assert [r["prompt"] for r in batch["results"]] == prompts
+    assert all(r["tokens_predicted"] == 16 for r in batch["results"])
+    assert "9" in batch["results"][0]["text"] and "50" in batch["results"][1]["text"]
+    assert batch["timings"]["tokens_per_second"] > 0
+    print(f"chat: {chat['text']!r}; batch: {batch['timings']}")
