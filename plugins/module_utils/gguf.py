@@ -284,4 +284,6 @@ def model_facts(path, kv_type_bytes=2):
         "context_length": _meta(metadata, arch, "context_length", 0),
         "sliding_window": _meta(metadata, arch, "attention.sliding_window", 0),
         "kv_bytes_per_token_layer": n_head_kv * (key_length + value_length) * kv_type_bytes,
+        # A base model has no chat template: llama-server then needs one for chat requests.
+        "has_chat_template": bool(metadata.get("tokenizer.chat_template")),
     }

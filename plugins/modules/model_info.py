@@ -88,6 +88,9 @@ model:
       description: KV-cache bytes per token and layer at f16.
       type: int
       sample: 1024
+    has_chat_template:
+      description: Whether the model carries a chat template (C(tokenizer.chat_template)); base models do not.
+      type: bool
     n_embd:
       description: Embedding length.
       type: int

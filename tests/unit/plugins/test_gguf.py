@@ -13,7 +13,8 @@ from ansible_collections.llamacpp.cluster.plugins.module_utils import gguf, infe
 N_EMBD, N_FF, N_VOCAB = 64, 128, 96
 
 
-def write_model(path, n_layer=3, tied=True, split_no=None, split_count=None, layers=None, with_embd=True):
+def write_model(path, n_layer=3, tied=True, split_no=None, split_count=None, layers=None, with_embd=True,
+                chat_template=None):
     """A gemma3-shaped GGUF: token_embd (Q8_0 bytes), n_layer blocks of F16/F32 tensors, the
     output norm and, unless tied, an output matrix."""
     writer = gguf_pkg.GGUFWriter(str(path), "gemma3")
@@ -27,6 +28,8 @@ def write_model(path, n_layer=3, tied=True, split_no=None, split_count=None, lay
     writer.add_context_length(2048)
     writer.add_sliding_window(512)
     writer.add_token_list([f"t{i}" for i in range(N_VOCAB)])
+    if chat_template:
+        writer.add_chat_template(chat_template)
     if split_count:
         writer.add_uint16("split.no", split_no)
         writer.add_uint16("split.count", split_count)
@@ -76,6 +79,12 @@ def test_model_facts_count_layers_input_and_a_tied_output(tmp_path):
     # f16 K and V: 1 KV head of 32 + 32 values at 2 bytes each.
     assert facts["kv_bytes_per_token_layer"] == 128
     assert (facts["n_embd"], facts["n_vocab"], facts["context_length"], facts["sliding_window"]) == (N_EMBD, N_VOCAB, 2048, 512)
+
+
+def test_model_facts_say_whether_the_model_has_a_chat_template(tmp_path):
+    assert gguf.model_facts(str(write_model(tmp_path / "base.gguf")))["has_chat_template"] is False
+    chat = write_model(tmp_path / "chat.gguf", chat_template="{{ messages[0].content }}")
+    assert gguf.model_facts(str(chat))["has_chat_template"] is True
 
 
 def test_model_facts_with_an_output_matrix(tmp_path):
