@@ -15,6 +15,8 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parent.parent
 REMOTE_DIR = "/tmp/llamacpp-bench"
 RPC_LOG = f"{REMOTE_DIR}/rpc-server.log"
+# The main role keeps llama-server's key here (root only); node_bench reads it on the node.
+API_KEY_FILE = "/etc/llama-server/api-key"
 
 
 class BenchError(RuntimeError):
@@ -114,7 +116,7 @@ class Cluster:
 
     def server(self, prompt: str, n_predict: int, repeat: int = 1) -> list[dict]:
         return self.node_bench("server", "--url", self.server_url, "--prompt", prompt, "-n", str(n_predict),
-                               "--repeat", str(repeat))
+                               "--repeat", str(repeat), "--api-key-file", API_KEY_FILE)
 
     # --- service states ---------------------------------------------------------------------
     def llama_server(self, running: bool) -> float:

@@ -70,8 +70,12 @@ def run_cli(args):
 def run_server(args):
     body = json.dumps({"prompt": args.prompt, "n_predict": args.n_predict, "temperature": 0, "seed": 42,
                        "stream": True, "cache_prompt": False}).encode()
-    request = urllib.request.Request(f"{args.url.rstrip('/')}/completion", data=body,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if args.api_key_file:
+        with open(args.api_key_file, encoding="utf-8") as handle:
+            key = next(line for line in handle.read().splitlines() if line and not line.startswith("#"))
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(f"{args.url.rstrip('/')}/completion", data=body, headers=headers)
     start, ttft, text, timings = time.monotonic(), None, "", {}
     with urllib.request.urlopen(request, timeout=600) as response:
         for line in response:
@@ -144,6 +148,7 @@ def main():
     parser.add_argument("--model")
     parser.add_argument("--url")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--api-key-file", help="llama-server's API key (server mode), as the main role stores it")
     parser.add_argument("--prompt", default="")
     parser.add_argument("-n", "--n-predict", type=int, default=128)
     parser.add_argument("--rpc", default="")
