@@ -47,7 +47,7 @@ PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "
 # The lifecycle walk-through changes the demo's cluster (threads, workers, builds): it runs
 # last in the cluster phase, stops at its first failed step, and cleanup removes the cluster.
 # test_build_on_demo counts the compiles after the AWX "Deploy cluster" job's re-run.
-CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx_jobs.py",
+CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_chatbot.py", "tests/cluster/test_awx_jobs.py",
                  "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py",
                  "tests/cluster/test_placement.py", "tests/cluster/test_preseed.py")
 LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
