@@ -33,7 +33,7 @@ def parse_sources(sources):
         single = network.num_addresses == 1
         written = str(network.network_address) if single else str(network)
         (v4 if network.version == 4 else v6).add((network.network_address, network.prefixlen, written))
-    return [w for _, _, w in sorted(v4)], [w for _, _, w in sorted(v6)]
+    return [entry[2] for entry in sorted(v4)], [entry[2] for entry in sorted(v6)]
 
 
 def ruleset(table, port, sources, comment):

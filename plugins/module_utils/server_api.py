@@ -136,7 +136,7 @@ def run_concurrently(function, items, concurrency):
             except Exception as exc:  # pylint: disable=broad-except  # re-raised below, in order
                 errors[index] = exc
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(concurrency, len(items))))]
+    threads = [threading.Thread(target=worker, daemon=True) for dummy in range(max(1, min(concurrency, len(items))))]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -14,7 +14,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from demo_nodes import INVENTORY, MAIN, TOP, WORKERS, address, node, playbook
