@@ -117,6 +117,15 @@ options:
   api_key:
     description: API key of llama-server. Prefer O(api_key_file), which keeps the key out of Ansible.
     type: str
+  validate_certs:
+    description: With an C(https) O(server_url), check the server's certificate.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - A PEM file of the CA (or the self-signed certificate) to check an C(https) server against, such as
+        C(/etc/llama-server/tls-cert.pem) on the main node when the main role made a self-signed one.
+    type: path
   api_key_file:
     description:
       - A file on the main node holding llama-server's API key (the first line that is not a C(#) comment), as the
@@ -287,15 +296,15 @@ from ansible_collections.llamacpp.cluster.plugins.module_utils.inference import 
 from ansible_collections.llamacpp.cluster.plugins.module_utils import server_api
 
 
-def server_healthy(url, timeout=3):
+def server_healthy(url, tls, timeout=3):
     try:
-        with open_url(f"{url.rstrip('/')}/health", method="GET", timeout=timeout, validate_certs=True) as response:
+        with open_url(f"{url.rstrip('/')}/health", method="GET", timeout=timeout, **tls) as response:
             return response.getcode() == 200
     except (HTTPError, URLError, OSError, ValueError):
         return False
 
 
-def poster(server_url, api_key):
+def poster(server_url, api_key, tls):
     """The post(path, body, timeout) -> (status, data) that server_api calls, over open_url."""
     base = server_url.rstrip("/")
     headers = dict(server_api.auth_headers(api_key), **{"Content-Type": "application/json"})
@@ -303,7 +312,7 @@ def poster(server_url, api_key):
     def post(path, body, timeout):
         try:
             with open_url(base + path, data=json.dumps(body), headers=headers, method="POST",
-                          timeout=timeout) as response:
+                          timeout=timeout, **tls) as response:
                 raw = response.read()
                 status = response.getcode()
         except HTTPError as exc:
@@ -321,8 +330,12 @@ def poster(server_url, api_key):
     return post
 
 
+def tls_options(params):
+    return {"validate_certs": params["validate_certs"], "ca_path": params["ca_path"]}
+
+
 def run_server(params, api_key):
-    post = poster(params["server_url"], api_key)
+    post = poster(params["server_url"], api_key, tls_options(params))
     url = params["server_url"]
     if params["messages"]:
         body = server_api.chat_body(params["messages"], params)
@@ -432,6 +445,8 @@ def main():
             "server_url": {"type": "str", "default": "http://127.0.0.1:8080"},
             "api_key": {"type": "str", "no_log": True},
             "api_key_file": {"type": "path"},
+            "validate_certs": {"type": "bool", "default": True},
+            "ca_path": {"type": "path"},
             "bin_dir": {"type": "path", "default": "/opt/llama.cpp/current/bin"},
         },
         required_one_of=[("prompt", "prompts", "messages")],
@@ -447,8 +462,8 @@ def main():
         api_key = server_api.read_api_key(p["api_key_file"]) if p["api_key_file"] else p["api_key"]
         if api_key and p["api_key_file"]:
             module.no_log_values.add(api_key)
-        healthy = p["mode"] != "cli" and server_healthy(p["server_url"])
-        if p["mode"] == "cli" and server_healthy(p["server_url"]):
+        healthy = p["mode"] != "cli" and server_healthy(p["server_url"], tls_options(p))
+        if p["mode"] == "cli" and server_healthy(p["server_url"], tls_options(p)):
             raise InferenceError(
                 f"llama-server answers at {p['server_url']} and holds the RPC workers (rpc-server serves one client "
                 "at a time), so a one-shot CLI run would wait until its timeout: use mode=server, or stop "
