@@ -118,6 +118,10 @@ class Cluster:
         return self.node_bench("server", "--url", self.server_url, "--prompt", prompt, "-n", str(n_predict),
                                "--repeat", str(repeat), "--api-key-file", API_KEY_FILE)
 
+    def server_batch(self, prompt: str, n_predict: int, count: int) -> dict:
+        return self.node_bench("server-batch", "--url", self.server_url, "--prompt", prompt, "-n", str(n_predict),
+                               "--count", str(count), "--api-key-file", API_KEY_FILE)[0]
+
     # --- service states ---------------------------------------------------------------------
     def llama_server(self, running: bool) -> float:
         """Stop or (re)start llama-server; for a start, the seconds until it is healthy."""

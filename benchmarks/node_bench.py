@@ -5,6 +5,8 @@ plugins/module_utils/inference.py as llamacpp_inference.py; otherwise stdlib onl
                        [--ctx-size C] [--ubatch U] [--n-gpu-layers L] [--tensor-split S] [--flags "..."]
                        [--keep-log] [--allow-failure]
   node_bench.py server --url U --prompt P -n N --repeat K
+  node_bench.py server-batch --url U --prompt P -n N --count K [--concurrency C]
+                       (K requests at once: the batch's wall time and tokens)
   node_bench.py server-start --url U      (restart llama-server; seconds until /health is OK)
   node_bench.py server-load --binary B --model M --port P [--rpc A,B] [--threads T] [--ctx-size C]
                        [--ubatch U] [--n-gpu-layers L] [--tensor-split S]
@@ -24,9 +26,11 @@ import json
 import os
 import select
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -93,6 +97,36 @@ def run_server(args):
             "text": text}
 
 
+def run_server_batch(args):
+    """--count requests at once (at most --concurrency in flight): the server's slots answer
+    them together and queue the rest. One sample: the whole batch's wall time and tokens."""
+    results = [None] * args.count
+    pending = list(range(args.count))
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not pending:
+                    return
+                index = pending.pop(0)
+            results[index] = run_server(args)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker) for _slot in range(min(args.concurrency or args.count, args.count))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - start
+    if any(r is None for r in results):
+        sys.exit("a request of the batch failed")
+    tokens = sum(r["predicted_tokens"] or 0 for r in results)
+    return {"total_s": round(wall, 3), "requests": args.count, "tokens": tokens,
+            "ttft_s": round(statistics.median(r["ttft_s"] for r in results), 3),
+            "predicted_per_second": round(statistics.median(r["predicted_per_second"] for r in results), 3)}
+
+
 def wait_healthy(url, start, limit, alive=lambda: True):
     """Seconds from start until url/health answers 200; exits when alive() turns false or
     after limit seconds."""
@@ -143,7 +177,7 @@ def server_load(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["cli", "server", "server-start", "server-load"])
+    parser.add_argument("mode", choices=["cli", "server", "server-batch", "server-start", "server-load"])
     parser.add_argument("--binary")
     parser.add_argument("--model")
     parser.add_argument("--url")
@@ -154,6 +188,8 @@ def main():
     parser.add_argument("--rpc", default="")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--count", type=int, default=1, help="server-batch: requests sent at once")
+    parser.add_argument("--concurrency", type=int, default=0, help="server-batch: at most this many in flight (0: all)")
     parser.add_argument("--ctx-size", type=int, default=2048)
     parser.add_argument("--ubatch", type=int)
     parser.add_argument("--n-gpu-layers", type=int, default=99)
@@ -162,7 +198,8 @@ def main():
     parser.add_argument("--keep-log", action="store_true")
     parser.add_argument("--allow-failure", action="store_true")
     args = parser.parse_args()
-    run = {"cli": run_cli, "server": run_server, "server-start": server_start, "server-load": server_load}[args.mode]
+    run = {"cli": run_cli, "server": run_server, "server-batch": run_server_batch, "server-start": server_start,
+           "server-load": server_load}[args.mode]
     print(json.dumps([run(args) for _round in range(args.repeat)]))
 
 

@@ -47,7 +47,7 @@ UNITS = {"predicted_per_second": "gen t/s", "prompt_per_second": "prompt t/s", "
          "workers_total_rss_mib": "all workers RSS MiB", "compile_s": "compile s", "compiles": "compiles",
          "changed": "changed tasks", "changed_hosts": "changed hosts", "peak_over_limit": "peak/limit",
          "oom_kills": "OOM kills", "limit_hits": "limit hits", "sent_mb": "sent MB", "sent_share": "sent share",
-         "cache_misses": "cache misses"}
+         "cache_misses": "cache misses", "throughput_tps": "throughput t/s"}
 
 
 def _cell(value) -> str:

@@ -9,6 +9,8 @@ and reports medians and ratios against a baseline, measured side by side in this
              vs the collection (its services, bare llama-completion, and llamacpp.cluster.generate)
   threads    rpc-server's default thread count vs vCPUs (from the recipe rounds)
   modes      cli vs server mode for batches of K prompts
+  concurrent K prompts: K CLI calls vs K sequential requests to llama-server vs all K at once on its
+             parallel slots (the chatbot's case), by throughput
   workers    the main node alone vs 1..N RPC workers, with peak memory per node
   cache      model load time with and without rpc-server's tensor cache (-c)
   placement  a model no node can hold, on memory-limited local containers: the collection's plan vs
@@ -43,7 +45,7 @@ sys.path.insert(0, str(TOP / "scripts"))
 import big_model  # noqa: E402  pylint: disable=wrong-import-position
 
 PROMPT = "Explain in a few sentences why the sky is blue."
-COMPARISONS = ("recipe", "threads", "modes", "workers", "cache", "placement", "preseed", "automation", "deploy",
+COMPARISONS = ("recipe", "threads", "modes", "concurrent", "workers", "cache", "placement", "preseed", "automation", "deploy",
                "ccache", "strategy")
 
 
@@ -130,6 +132,44 @@ def bench_modes(c: Cluster, args) -> dict:
         ["total_s", "ttft_s", "predicted_per_second", "start_s"], f"cli x{args.batch[0]}",
         "total s: the whole batch, for server mode including its restart until healthy (start s), paid once; "
         "TTFT: median time to the first generated text per request.")
+
+
+def bench_concurrent(c: Cluster, args) -> dict:
+    k, n = args.concurrent_k, args.n_predict
+
+    def throughput(total_s, tokens):
+        return round(tokens / total_s, 3) if total_s else None
+
+    def cli():
+        c.llama_server(running=False)
+        runs = c.cli(PROMPT, n, c.endpoints, repeat=k)
+        total = sum(r["wall_s"] for r in runs)
+        # llama-completion's eval count leaves out the first token (sampled from the prompt's logits).
+        tokens = sum((r["predicted_tokens"] or 0) + 1 for r in runs)
+        return {"total_s": round(total, 3), "throughput_tps": throughput(total, tokens), "start_s": 0.0}
+
+    def sequential():
+        start_s = c.llama_server(running=True)
+        runs = c.server(PROMPT, n, repeat=k)
+        total = start_s + sum(r["wall_s"] for r in runs)
+        return {"total_s": round(total, 3), "start_s": start_s,
+                "throughput_tps": throughput(total, sum(r["predicted_tokens"] or 0 for r in runs))}
+
+    def concurrent():
+        start_s = c.llama_server(running=True)
+        batch = c.server_batch(PROMPT, n, k)
+        total = start_s + batch["total_s"]
+        return {"total_s": round(total, 3), "start_s": start_s, "throughput_tps": throughput(total, batch["tokens"])}
+
+    samples = report.alternate(args.pairs, {f"{k} CLI calls": cli, f"{k} server requests, one by one": sequential,
+                                            f"{k} server requests at once": concurrent})
+    c.llama_server(running=True)
+    return report.comparison(
+        f"{k} prompts of {n} tokens: CLI calls vs llama-server, one by one and all at once", samples,
+        ["total_s", "throughput_tps", "start_s"], f"{k} CLI calls",
+        "Throughput: tokens generated for all prompts per second of the whole batch. The server variants "
+        "include llama-server's restart until healthy (start s), paid once; its parallel slots "
+        "(llamacpp_main_server_parallel) answer the requests sent at once together, queueing the rest.")
 
 
 def _batch(runs: list[dict], start_s: float) -> dict:
@@ -219,6 +259,7 @@ def main(argv=None) -> int:
     parser.add_argument("-n", "--n-predict", type=int, default=128)
     parser.add_argument("--batch", type=lambda v: [int(k) for k in v.split(",")], default=[1, 5, 20],
                         help="batch sizes K of the modes comparison (default 1,5,20)")
+    parser.add_argument("--concurrent-k", type=int, default=20, help="prompts of the concurrent comparison (default 20)")
     parser.add_argument("--only", type=lambda v: v.split(","), default=None,
                         help=f"comma-separated subset of {','.join(COMPARISONS)}")
     parser.add_argument("--deploy-workers", type=int, default=2,
@@ -241,9 +282,9 @@ def main(argv=None) -> int:
     if args.big_model is None:
         args.big_model = Path(os.environ.get("LLAMACPP_FIXTURE_BIG_MODEL") or big_model.big_model_path())
     if args.smoke:
-        args.pairs, args.n_predict, args.batch, args.deploy_workers = 1, 8, [1, 2], 1
+        args.pairs, args.n_predict, args.batch, args.deploy_workers, args.concurrent_k = 1, 8, [1, 2], 1, 3
     unknown = set(args.only) - set(COMPARISONS)
-    if unknown or min(args.pairs, args.n_predict, args.deploy_workers, *args.batch) < 1:
+    if unknown or min(args.pairs, args.n_predict, args.deploy_workers, args.concurrent_k, *args.batch) < 1:
         parser.error(f"bad settings: unknown comparisons {sorted(unknown)}, or pairs, n-predict, batch or "
                      "deploy-workers below 1")
 
@@ -256,7 +297,8 @@ def main(argv=None) -> int:
             if "recipe" in args.only or "threads" in args.only:
                 recipe, threads = bench_recipe(c, args)
                 comparisons.update({k: v for k, v in (("recipe", recipe), ("threads", threads)) if k in args.only})
-            for name, bench in (("modes", bench_modes), ("workers", bench_workers), ("cache", bench_cache),
+            for name, bench in (("modes", bench_modes), ("concurrent", bench_concurrent), ("workers", bench_workers),
+                                ("cache", bench_cache),
                                 ("placement", bench_placement), ("preseed", bench_preseed),
                                 ("automation", bench_automation)):
                 if name in args.only:
@@ -279,7 +321,8 @@ def main(argv=None) -> int:
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     result = {"date": date, "machine": machine(c, args), "comparisons": comparisons,
-              "settings": {"pairs": args.pairs, "n_predict": args.n_predict, "batch": args.batch, "prompt": PROMPT}}
+              "settings": {"pairs": args.pairs, "n_predict": args.n_predict, "batch": args.batch,
+                           "concurrent_k": args.concurrent_k, "prompt": PROMPT}}
     stem = report.write(result, args.out)
     print(report.markdown(result))
     print(f"bench: wrote {stem}.json, .md and .png")

@@ -20,7 +20,7 @@ import sys
 from demo_nodes import INVENTORY, MAIN, TOP as PROJECT, WORKERS, node
 from scratch import PREFIX, Scratch
 
-COMPARISONS = ("recipe", "threads", "modes", "workers", "cache")
+COMPARISONS = ("recipe", "threads", "modes", "concurrent", "workers", "cache")
 
 
 def test_smoke_run_measures_the_comparisons_and_restores_the_cluster(tmp_path, demo_cluster):
@@ -39,6 +39,10 @@ def test_smoke_run_measures_the_comparisons_and_restores_the_cluster(tmp_path, d
     for comp in ("recipe", "workers", "cache"):
         assert all(s["predicted_per_second"] > 0 for runs in comps[comp]["samples"].values() for s in runs), comp
     assert set(comps["modes"]["summary"]) == {"cli x1", "server x1", "cli x2", "server x2"}
+    concurrent = comps["concurrent"]
+    assert set(concurrent["summary"]) == {"3 CLI calls", "3 server requests, one by one", "3 server requests at once"}
+    # Even for 3 short prompts, the server (its restart included) outruns 3 model loads.
+    assert concurrent["ratios"]["throughput_tps"]["3 server requests at once"] > 1, concurrent["summary"]
     assert set(comps["workers"]["summary"]) == {"main node alone", "1 RPC worker", "2 RPC workers"}
     assert comps["workers"]["summary"]["2 RPC workers"]["worker_peak_rss_mib"] > 20
     assert comps["cache"]["summary"]["rpc-server -c"]["load_ms"] > 0
