@@ -1,15 +1,19 @@
 """The chatbot on the demo's cluster: llama-server's web UI and OpenAI-compatible API on the
-main node's network address, for this machine only, behind the API key.
+main node's network address, for this machine only, behind the API key and, for these
+tests, over HTTPS with the self-signed certificate the main role makes.
 
 This machine is the network's gateway, the one client the demo admits; an outsider is a
 container of its own on the same network. The browser test drives Debian's Chromium
-through selenium, and its screenshot is kept in tests/output/chatbot/."""
+through selenium, and its screenshot is kept in tests/output/chatbot/. The demo's plain HTTP
+comes back with the next test's deploy, or at the end of the session (conftest.py's
+demo_restore); the given key stays."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -19,6 +23,7 @@ import pytest
 from demo_nodes import INVENTORY, MAIN, TOP, WORKERS, address, node, playbook
 
 KEY_FILE = "/etc/llama-server/api-key"
+CERT_FILE = "/etc/llama-server/tls-cert.pem"
 GIVEN_PREFIX = "chatbot-test-key-"
 PORT = 8080
 NETWORK = "llamacpp-demo"
@@ -33,14 +38,18 @@ GUARDED = [("GET", "/v1/models", None), ("GET", "/props", None), ("GET", "/slots
            ("POST", "/completion", {"prompt": "Hi", "n_predict": 2}), ("POST", "/tokenize", {"content": "Hi"})]
 
 
+TLS: dict = {}
+
+
 def http(method: str, url: str, key: str | None = None, body=None, timeout: float = 120) -> tuple[int, bytes]:
+    """One request from this machine; HTTPS is checked against the main node's certificate."""
     headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=TLS.get("context")) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -50,26 +59,32 @@ def read_key() -> str:
     return node(MAIN).check_output(f"cat {KEY_FILE}").strip()
 
 
-@pytest.fixture(name="base_url", scope="module")
-def fixture_base_url(demo_cluster):
-    return f"http://{address(MAIN)}:{PORT}"
-
-
 @pytest.fixture(name="given_key", scope="module")
-def fixture_given_key(demo_cluster):
-    """A key given as a role setting, deployed with services.yml at -v: the run that must not
-    show it. The generated key it replaces is checked first."""
+def fixture_given_key(demo_cluster, demo_restore, tmp_path_factory):
+    """A key given as a role setting and HTTPS, deployed with services.yml at -v: the run that
+    must not show the key. The generated key it replaces is checked first."""
+    demo_restore.take()
     generated = read_key()
     if generated.startswith(GIVEN_PREFIX):  # an earlier run of this module gave it already
         key = generated
     else:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43}", generated), "the generated key is 32 random bytes, urlsafe"
         key = GIVEN_PREFIX + generated[:12][::-1]
-    run = playbook("playbooks/services.yml", INVENTORY, "-v", "-e", json.dumps({"llamacpp_main_server_api_key": key}))
+    run = playbook("playbooks/services.yml", INVENTORY, "-v", "-e",
+                   json.dumps({"llamacpp_main_server_api_key": key, "llamacpp_main_server_tls": True}))
     assert run.rc == 0, run.output[-4000:]
     assert key not in run.output and generated not in run.output
     assert read_key() == key
-    return key
+    ca = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.write_text(node(MAIN).check_output(f"cat {CERT_FILE}") + "\n")
+    TLS["context"] = ssl.create_default_context(cafile=str(ca))
+    yield key
+    TLS.clear()
+
+
+@pytest.fixture(name="base_url", scope="module")
+def fixture_base_url(given_key):
+    return f"https://{address(MAIN)}:{PORT}"
 
 
 def test_the_key_is_roots_alone_and_never_on_a_command_line(given_key):
@@ -92,6 +107,18 @@ def test_every_guarded_endpoint_refuses_no_key_and_a_wrong_key(base_url, given_k
             assert status == 401, f"{method} {path} with key {key!r}: HTTP {status} {answer[:200]!r}"
             assert json.loads(answer)["error"]["type"] == "authentication_error"
     assert http("GET", base_url + "/health")[0] == 200
+
+
+def test_the_api_speaks_only_https_with_the_nodes_certificate(base_url, given_key):
+    """The certificate names the node's address (the check above would fail otherwise) and
+    127.0.0.1; the key is root's; plain HTTP on the port gets no answer."""
+    main = node(MAIN)
+    assert main.file("/etc/llama-server/tls-key.pem").mode == 0o600
+    names = main.check_output(f"openssl x509 -in {CERT_FILE} -noout -ext subjectAltName")
+    assert f"IP Address:{address(MAIN)}" in names and "IP Address:127.0.0.1" in names, names
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        urllib.request.urlopen(base_url.replace("https://", "http://") + "/health", timeout=10)
+    assert http("GET", base_url + "/v1/models", given_key)[0] == 200
 
 
 def test_the_openai_api_answers_with_the_key(base_url, given_key):
@@ -173,6 +200,9 @@ def test_the_web_ui_answers_a_prompt_in_a_browser(base_url, given_key):
     OUTPUT.mkdir(parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    # The self-signed certificate is not in Chromium's trust store: the browser takes it as a
+    # user who accepted it would (the requests above check it against the node's CA file).
+    options.set_capability("acceptInsecureCerts", True)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      "--window-size=1280,860", f"--user-data-dir={OUTPUT / 'profile'}"):
         options.add_argument(argument)

@@ -4,7 +4,8 @@ plan against what llama.cpp allocated, each node's peak memory, and a refused sc
 The limits are set on the containers' cgroups (v1) from the host, as `podman run --memory`
 does; rpc-server still reports the host's RAM, so only the collection's plan knows them. The
 model is the suite's generated 1.3 GB one (scripts/big_model.py). At the end the limits are
-lifted and the demo's own model and settings are put back."""
+lifted; the large model stays for test_preseed.py, after which the demo's own model and
+settings are put back (conftest.py's demo_restore)."""
 
 from __future__ import annotations
 
@@ -114,14 +115,13 @@ SETTINGS_MODEL: dict = {}
 
 
 @pytest.fixture(name="limited_cluster", scope="module")
-def fixture_limited_cluster(demo_cluster):
-    assert BIG.is_file(), f"{BIG} is missing; run 'make big-model'"
+def fixture_limited_cluster(demo_cluster, demo_restore):
+    """The limits are lifted at the end; the large model stays for test_preseed.py, and the
+    demo's own comes back after the last test that uses the large one (conftest.py)."""
+    demo_restore.take(needs_big_model=True)
     yield demo_cluster
     for name in (MAIN, *WORKERS):
         set_memory_limit(name, None)
-    restored = playbook("playbooks/services.yml", INVENTORY)
-    assert restored.rc == 0, "could not put the demo's model back:\n" + restored.output[-3000:]
-    node(MAIN).check_output("rm -f /var/lib/llama.cpp/models/%s" % BIG.name)
 
 
 def test_equal_workers_serve_a_model_no_node_can_hold(limited_cluster):

@@ -67,9 +67,10 @@ def cache_files(name: str) -> list[str]:
 
 
 @pytest.fixture(name="seeded_inventory", scope="module")
-def fixture_seeded_inventory(demo_cluster, tmp_path_factory):
-    """The demo's inventory with seeding on for the first worker; the model's copy put on it."""
-    assert BIG.is_file(), f"{BIG} is missing; run 'make big-model'"
+def fixture_seeded_inventory(demo_cluster, demo_restore, tmp_path_factory):
+    """The demo's inventory with seeding on for the first worker; the model's copy put on it.
+    At the end the demo's model is put back, which switches seeding off."""
+    demo_restore.take(needs_big_model=True)
     node(W1).check_output(f"mkdir -p {os.path.dirname(SOURCE)}")
     subprocess.run(["podman", "cp", str(BIG), f"{W1}:{SOURCE}"], check=True)
     hosts = yaml.safe_load((INVENTORY / "hosts.yml").read_text())
@@ -81,10 +82,8 @@ def fixture_seeded_inventory(demo_cluster, tmp_path_factory):
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
     (inventory / "group_vars").symlink_to(INVENTORY / "group_vars")
     yield inventory
-    restored = playbook("playbooks/services.yml", INVENTORY)
-    assert restored.rc == 0, "could not put the demo's model back:\n" + restored.output[-3000:]
+    demo_restore.restore()
     node(W1).check_output(f"rm -rf {os.path.dirname(SOURCE)}")
-    node(MAIN).check_output(f"rm -f /var/lib/llama.cpp/models/{BIG.name}")
     # Seeding off: the seeded cache went with it.
     assert cache_files(W1) == [] and not node(W1).file(f"{CACHE}/{rpc_cache.MANIFEST_NAME}").exists
 
