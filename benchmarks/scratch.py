@@ -17,6 +17,8 @@ from cluster import TOP, BenchError, Cluster
 
 PREFIX = "llamacpp-bench"
 LOCAL = TOP / "inventories" / "local"
+# A subnet of its own, beside the demo's network (10.89.77.0/24).
+SUBNET, GATEWAY = "10.89.78.0/24", "10.89.78.1"
 
 
 class Scratch:
@@ -33,6 +35,7 @@ class Scratch:
         (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
         local = yaml.safe_load((LOCAL / "group_vars" / "all.yml").read_text())
         local["llamacpp_local_network"] = PREFIX
+        local["llamacpp_local_subnet"], local["llamacpp_local_gateway"] = SUBNET, GATEWAY
         (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump(local, sort_keys=True))
         # inventories/local's groups and connection, with this cluster's nodes.
         hosts = yaml.safe_load((LOCAL / "hosts.yml").read_text())
