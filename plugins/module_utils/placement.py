@@ -29,6 +29,16 @@ class PlacementError(ValueError):
     """The request cannot be planned at all (bad settings); the message names the fix."""
 
 
+def kv_context(ctx_size, parallel):
+    """The context llama.cpp b11312 allocates KV cells for (src/llama-context.cpp): -c padded to
+    256, split over the parallel sequences, each share padded to 256 again. -c 512 with 4 slots
+    holds 4 x 256 = 1024 cells, twice what it says."""
+    pad = 256
+    total = -(-int(ctx_size) // pad) * pad
+    per_seq = -(-(total // int(parallel)) // pad) * pad
+    return per_seq * int(parallel)
+
+
 def compute_bytes(model, ctx_size, ubatch, holds_output=False, main=False):
     """An upper bound of one device's compute buffer, from the shapes llama.cpp reserves its
     worst-case graph with (flash attention off): attention scores of n_head x ctx per token of
@@ -162,6 +172,7 @@ def plan(model, main, workers, ctx_size=4096, ubatch=512, parallel=1, weights=No
         if int(number) < 1:
             raise PlacementError("ctx_size, ubatch and parallel must be >= 1")
     n_layer = model["n_layer"]
+    ctx_size = kv_context(ctx_size, parallel)
     costs = _layer_costs(model, ctx_size)
     out_extra = 4 * ubatch * model["n_vocab"]
     kv_layer = ctx_size * model["kv_bytes_per_token_layer"]

@@ -220,3 +220,21 @@ def test_the_load_log_parser_reads_only_the_last_load():
         "CPU": {"model": 191.45, "kv": 0.0, "compute": 1.0},
         "10.0.0.1:50052": {"model": 24.77, "kv": 7.75, "compute": 15.0},
     }
+
+
+@pytest.mark.parametrize("ctx_size, parallel, cells", [
+    (4096, 1, 4096), (4096, 4, 4096), (512, 1, 512), (1000, 1, 1024),
+    # llama.cpp pads each sequence's share to 256 cells: 4 slots of 128 hold 4 x 256.
+    (512, 4, 1024), (4096, 3, 4608), (1024, 4, 1024),
+])
+def test_the_kv_cache_holds_each_slots_padded_share(ctx_size, parallel, cells):
+    assert placement.kv_context(ctx_size, parallel) == cells
+
+
+def test_parallel_slots_count_their_padded_kv_cache():
+    main = {"name": "main", "usable_bytes": 8 * placement.GIB}
+    workers = [{"name": "w1", "endpoint": "w1:50052", "usable_bytes": 8 * placement.GIB}]
+    one = placement.plan(GEMMA, main, workers, ctx_size=512, ubatch=64, parallel=1)
+    four = placement.plan(GEMMA, main, workers, ctx_size=512, ubatch=64, parallel=4)
+    kv = {p["parallel"]: sum(n["kv_bytes"] for n in p["nodes"]) for p in (one, four)}
+    assert kv[4] == 2 * kv[1] == 2 * 512 * GEMMA["kv_bytes_per_token_layer"] * GEMMA["n_layer"]
