@@ -321,7 +321,12 @@ def poster(server_url, api_key, tls):
             raise InferenceError(f"llama-server at {server_url} did not answer within {timeout} s: a worker may "
                                  "have stopped answering; check the workers and restart llama-server")
         except (URLError, OSError) as exc:
-            raise InferenceError(f"cannot reach llama-server at {server_url}: {getattr(exc, 'reason', exc)}; start "
+            reason = getattr(exc, "reason", exc)
+            if "CERTIFICATE" in str(reason).upper():
+                raise InferenceError(f"llama-server at {server_url} has a certificate this node does not trust: {reason}; "
+                                     "give ca_path (the main role's self-signed one is /etc/llama-server/tls-cert.pem) "
+                                     "or the server's name as it stands in the certificate")
+            raise InferenceError(f"cannot reach llama-server at {server_url}: {reason}; start "
                                  "it (llamacpp.cluster.main with llamacpp_main_server) or use mode=cli")
         try:
             return status, json.loads(raw.decode("utf-8", "replace"))
