@@ -25,7 +25,7 @@ PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit deb
 # For the tests only: the host's compiler (build_flags probes it) and curl (model downloads
 # over loopback), the shell linter of ansible-test sanity, Debian's aarch64 GCC 12 (Arm CPU
 # flags are proven against a real Arm compiler), and qemu-user-static for the arm64 image.
-TEST_PACKAGES=(gcc g++ curl shellcheck gcc-aarch64-linux-gnu qemu-user-static chromium chromium-driver)
+TEST_PACKAGES=(gcc g++ curl openssl shellcheck gcc-aarch64-linux-gnu qemu-user-static chromium chromium-driver)
 # Packages baked into the node image: systemd as PID 1 and what Ansible needs.
 IMAGE_PACKAGES=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,iproute2,procps,ca-certificates
 MIN_FREE_MIB="${LLAMACPP_MIN_FREE_MIB:-4096}"

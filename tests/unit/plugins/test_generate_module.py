@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 
@@ -93,3 +94,62 @@ def test_a_corrupt_model_is_refused_before_running(run_module, worker, cli_files
     bad.write_bytes(b"\x00" * 64)
     code, result = run_module("generate", dict(cli_files, prompt="Hi", workers=[worker], model=str(bad)))
     assert code == 1 and "is not a GGUF model" in result["msg"] and "rc" not in result
+
+
+@pytest.fixture(name="https_server")
+def fixture_https_server(tmp_path):
+    """A loopback HTTPS server with a self-signed certificate for 127.0.0.1, answering as
+    llama-server does: /health, and /completion for the right key only."""
+    import http.server  # pylint: disable=import-outside-toplevel
+    import ssl  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", "/CN=test", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _send(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            self._send(200, {"status": "ok"})
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Authorization") != "Bearer unit-test-key-0123456789":
+                self._send(401, {"error": {"message": "Invalid API Key", "type": "authentication_error"}})
+            else:
+                self._send(200, {"content": " 9, 10", "tokens_predicted": 4, "tokens_evaluated": 8, "timings": {}})
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    key_file = tmp_path / "api-key"
+    key_file.write_text("# key\nunit-test-key-0123456789\n")
+    yield {"url": f"https://127.0.0.1:{server.server_address[1]}", "ca": str(cert), "key_file": str(key_file)}
+    server.shutdown()
+
+
+def test_https_needs_the_servers_ca_and_the_key(run_module, https_server):
+    base = {"prompt": "1, 2,", "mode": "server", "server_url": https_server["url"], "n_predict": 4}
+    code, untrusted = run_module("generate", dict(base, api_key_file=https_server["key_file"]))
+    assert code != 0 and "certificate this node does not trust" in untrusted["msg"] and "ca_path" in untrusted["msg"]
+    code, keyless = run_module("generate", dict(base, ca_path=https_server["ca"]))
+    assert code != 0 and keyless["status"] == 401 and "api_key_file" in keyless["msg"]
+    code, answer = run_module("generate", dict(base, ca_path=https_server["ca"], api_key_file=https_server["key_file"]))
+    assert code == 0 and answer["text"] == " 9, 10" and answer["mode"] == "server"
+    assert "unit-test-key" not in json.dumps(answer)
