@@ -155,6 +155,17 @@ def test_truncated_model_fails_with_a_diagnosis(ansible_module, bin_dir, workers
     assert result["failed"] and "could not load the model" in result["msg"] and result["rc"] != 0
 
 
+def wait_health(url, wait=120):
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"llama-server at {url} not healthy within {wait} s")
+
+
 def test_server_mode_matches_cli_and_cli_is_refused_while_it_serves(ansible_module, bin_dir, workers, tmp_path):
     cli = generate(ansible_module, bin_dir, workers=workers, **GREEDY)
     port = free_port()
@@ -164,13 +175,7 @@ def test_server_mode_matches_cli_and_cli_is_refused_while_it_serves(ansible_modu
                        "-ngl", "999", "-c", "2048", "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
                       (tmp_path / "server.log").open("wb"))
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_health(url)
         server = generate(ansible_module, bin_dir, workers=workers, mode="server", server_url=url, **GREEDY)
         refused = generate(ansible_module, bin_dir, workers=workers, mode="cli", server_url=url, **GREEDY)
         auto = generate(ansible_module, bin_dir, workers=workers, mode="auto", server_url=url, **GREEDY)
@@ -182,17 +187,6 @@ def test_server_mode_matches_cli_and_cli_is_refused_while_it_serves(ansible_modu
     assert refused["failed"] and "holds the RPC workers" in refused["msg"]
     assert auto["mode"] == "server" and auto["text"] == server["text"]
     print(f"server: {server['timings']}")
-
-
-def wait_health(url, wait=120):
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"llama-server at {url} not healthy within {wait} s")
 
 
 def test_server_with_a_key_chat_and_parallel_prompts(ansible_module, bin_dir, workers, tmp_path, top):
