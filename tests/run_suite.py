@@ -11,10 +11,12 @@ deploying a second one. Phases, in order:
   lint         yamllint, ansible-lint (production profile, offline)
   sanity       ansible-test sanity, offline
   unit         pytest tests/unit
-  integration  pytest tests/integration (real binaries on the host, moto, loopback HTTP)
+  integration  pytest tests/integration (real binaries on the host, moto, loopback HTTP); with
+               the cluster phase, only the platform's tests run here and the rest beside it
   cluster      pytest tests/cluster on the demo's cluster, then the lifecycle walk-through
   molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some); with
-               the cluster phase it runs beside it, its output in tests/output/suite/
+               the cluster phase it runs beside it, after the integration tests, its output in
+               tests/output/suite/
   cleanup      make demo-clean
 
 Each check's result and each phase's time are printed, then the total; the last line is
@@ -53,6 +55,9 @@ CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx
                  "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py",
                  "tests/cluster/test_chatbot.py", "tests/cluster/test_placement.py", "tests/cluster/test_preseed.py")
 LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
+INTEGRATION_TESTS = "tests/integration"
+# They run scripts/platform.sh, which may reconfigure podman: never beside the cluster phase.
+PLATFORM_TESTS = "tests/integration/test_platform.py"
 OUTPUT = TOP / "tests" / "output" / "suite"
 # The README's first set-up command, run as written (tests/unit/test_suite_checks.py holds
 # the two to each other).
@@ -152,39 +157,51 @@ def phase_sanity(tally: Tally) -> None:
         tally.record("sanity/ansible-test", ok, seconds)
 
 
-def pytest_run(tally: Tally, name: str, paths: list[str], *options: str) -> None:
-    """One pytest run: each test case counts on its own; a failed run without a failed case
+def pytest_command(paths: list[str], report: Path, *options: str) -> list[str]:
+    return [str(VENV_BIN / "python"), "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "--durations=10",
+            *options, f"--junitxml={report}"]
+
+
+def count_cases(tally: Tally, name: str, report: Path, ok: bool, seconds: float) -> None:
+    """Each test case of a pytest run counts on its own; a failed run without a failed case
     (collection error, crash, no test) counts as one failure of its own."""
+    if not report.is_file():
+        tally.record(f"{name}/pytest (no report: pytest did not run)", False, seconds)
+        return
+    failed_cases = 0
+    for case in ET.parse(report).getroot().iter("testcase"):
+        case_name = f"{name}/{case.get('classname')}::{case.get('name')}"
+        if case.find("skipped") is not None:
+            tally.skipped += 1
+        elif case.find("failure") is not None or case.find("error") is not None:
+            tally.failed += 1
+            tally.failures.append(case_name)
+            failed_cases += 1
+        else:
+            tally.passed += 1
+    if not ok and not failed_cases:
+        tally.record(f"{name}/pytest exit status", False, seconds)
+
+
+def pytest_run(tally: Tally, name: str, paths: list[str], *options: str) -> None:
     if not needs_venv(tally, name):
         return
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
-        ok, seconds = run([str(VENV_BIN / "python"), "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "--durations=10",
-                           *options, f"--junitxml={report}"])
-        if not report.is_file():
-            tally.record(f"{name}/pytest (no report: pytest did not run)", False, seconds)
-            return
-        failed_cases = 0
-        for case in ET.parse(report).getroot().iter("testcase"):
-            case_name = f"{name}/{case.get('classname')}::{case.get('name')}"
-            if case.find("skipped") is not None:
-                tally.skipped += 1
-            elif case.find("failure") is not None or case.find("error") is not None:
-                tally.failed += 1
-                tally.failures.append(case_name)
-                failed_cases += 1
-            else:
-                tally.passed += 1
-        if not ok and not failed_cases:
-            tally.record(f"{name}/pytest exit status", False, seconds)
+        ok, seconds = run(pytest_command(paths, report, *options))
+        count_cases(tally, name, report, ok, seconds)
 
 
 def phase_unit(tally: Tally) -> None:
     pytest_run(tally, "unit", ["tests/unit"])
 
 
-def phase_integration(tally: Tally) -> None:
-    pytest_run(tally, "integration", ["tests/integration"])
+def phase_integration(tally: Tally, beside: bool = False) -> None:
+    """Beside the cluster phase (beside=True), only the platform's tests run here."""
+    if beside:
+        pytest_run(tally, "integration", [PLATFORM_TESTS])
+    else:
+        pytest_run(tally, "integration", [INTEGRATION_TESTS])
 
 
 def phase_cluster(tally: Tally) -> None:
@@ -219,26 +236,45 @@ def record_molecule(tally: Tally, results: list, echo: bool) -> None:
 
 
 class Beside:
-    """The molecule scenarios run beside the cluster phase: each deploys containers of its own,
-    on its own network, and the cluster phase mostly waits on Ansible and podman, so the two
-    share the machine's cores instead of queueing."""
+    """The integration tests (but the platform's) and then the molecule scenarios run beside
+    the cluster phase: they use binaries on the host, loopback ports and containers of their
+    own, on networks of their own, and the cluster phase mostly waits on Ansible and podman,
+    so the two share the machine's cores instead of queueing. Results count at finish()."""
 
-    def __init__(self, tally: Tally) -> None:
+    def __init__(self, tally: Tally, integration: bool) -> None:
         self.results: list = []
+        self.integration: tuple[bool, float] | None = None
+        self.report = OUTPUT / "integration-junit.xml"
+        self.log = OUTPUT / "integration.log"
         self.start = time.monotonic()
         self.seconds = 0.0
-        names = molecule_scenarios(tally) if needs_venv(tally, "molecule") else []
-        print(f"molecule scenarios {', '.join(names) or '(none)'} start beside the cluster phase; "
-              f"logs: {OUTPUT}/molecule-NAME.log", flush=True)
+        self.integration_seconds = 0.0
+        ready = needs_venv(tally, "beside")
+        names = molecule_scenarios(tally) if ready else []
+        self.with_integration = integration and ready
+        print(f"beside the cluster phase: {'the integration tests, then ' if self.with_integration else ''}"
+              f"molecule scenarios {', '.join(names) or '(none)'}; logs: {OUTPUT}/", flush=True)
         self.thread = threading.Thread(target=self._run, args=(names,), daemon=True)
         self.thread.start()
 
     def _run(self, names: list[str]) -> None:
+        if self.with_integration:
+            self.report.unlink(missing_ok=True)
+            paths = [str(p.relative_to(TOP)) for p in sorted((TOP / INTEGRATION_TESTS).glob("test_*.py"))
+                     if str(p.relative_to(TOP)) != PLATFORM_TESTS]
+            self.integration = run(pytest_command(paths, self.report), log=self.log, echo=False)
+            self.integration_seconds = time.monotonic() - self.start
         run_molecule(names, self.results, echo=False)
-        self.seconds = time.monotonic() - self.start
+        self.seconds = time.monotonic() - self.start - self.integration_seconds
 
     def finish(self, tally: Tally) -> None:
         self.thread.join()
+        if self.integration is not None:
+            ok, seconds = self.integration
+            lines = self.log.read_text().splitlines() if self.log.is_file() else []
+            print(f"--- integration (beside the cluster phase): the last lines of {self.log} ---")
+            print("\n".join(lines[-(200 if not ok else 15):]), flush=True)
+            count_cases(tally, "integration", self.report, ok, seconds)
         record_molecule(tally, self.results, echo=False)
 
 
@@ -267,22 +303,30 @@ def main(argv: list[str]) -> int:
     tally = Tally()
     start = time.monotonic()
     beside = None
+    deferred_integration = False
     for phase in phases:
         print(f"\n=== phase {phase} ===", flush=True)
         phase_start = time.monotonic()
         if phase == "molecule" and beside is not None:
             beside.finish(tally)
-            print(f"(molecule ran beside the cluster phase; waited {time.monotonic() - phase_start:.1f} s for it)")
+            print(f"(ran beside the cluster phase; waited {time.monotonic() - phase_start:.1f} s for it)")
+            if beside.with_integration:
+                tally.timings.append(("integration", beside.integration_seconds))
             tally.timings.append(("molecule", beside.seconds))
             continue
         if phase == "cluster" and "molecule" in phases[phases.index("cluster"):]:
-            beside = Beside(tally)
-        globals()[f"phase_{phase}"](tally)
-        tally.timings.append((phase, time.monotonic() - phase_start))
+            beside = Beside(tally, integration=deferred_integration)
+        if phase == "integration":
+            deferred_integration = {"cluster", "molecule"} <= set(phases[phases.index("integration"):])
+            phase_integration(tally, beside=deferred_integration)
+        else:
+            globals()[f"phase_{phase}"](tally)
+        tally.timings.append((f"{phase} (platform)" if phase == "integration" and deferred_integration else phase,
+                              time.monotonic() - phase_start))
     total = time.monotonic() - start
     print("\n=== summary ===")
     for phase, seconds in tally.timings:
-        note = " (beside cluster)" if phase == "molecule" and beside is not None else ""
+        note = " (beside cluster)" if phase in ("molecule", "integration") and beside is not None else ""
         print(f"phase {phase:<12} {seconds:8.1f} s{note}")
     print(f"total {'':<12} {total:8.1f} s ({total / 60:.1f} min)")
     for name in tally.failures:
