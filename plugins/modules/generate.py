@@ -27,7 +27,9 @@ author:
   - llamacpp.cluster maintainers (@llamacpp-cluster)
 options:
   prompt:
-    description: The prompt to continue. Exactly one of O(prompt), O(prompts) and O(messages) is required.
+    description:
+      - The prompt to continue, 1 to 100000 characters. Exactly one of O(prompt), O(prompts) and O(messages) is
+        required.
     type: str
   prompts:
     description:
@@ -55,15 +57,15 @@ options:
     elements: str
     default: []
   n_predict:
-    description: Tokens to generate.
+    description: Tokens to generate, V(1) to V(4096).
     type: int
     default: 128
   temperature:
-    description: Sampling temperature; V(0) is greedy and, with a fixed O(seed), reproducible.
+    description: Sampling temperature, V(0) to V(2); V(0) is greedy and, with a fixed O(seed), reproducible.
     type: float
     default: 0.8
   seed:
-    description: Sampling seed; V(-1) is random.
+    description: Sampling seed, V(-1) to V(2147483647); V(-1) is random.
     type: int
     default: -1
   top_k:
@@ -102,7 +104,7 @@ options:
     description: Micro-batch size (C(-ub), CLI); the placement plan assumes the main role's C(llamacpp_main_ubatch_size).
     type: int
   timeout:
-    description: Seconds the whole generation may take, model load included.
+    description: Seconds the whole generation may take, model load included, V(1) to V(3600).
     type: int
     default: 600
   mode:
@@ -147,6 +149,9 @@ notes:
   - rpc-server serves one client at a time. While llama-server holds the workers, a CLI run would wait
     behind it until its timeout, so O(mode=cli) fails at once when the server answers, and O(mode=auto)
     picks the server.
+  - The bounds of O(prompt), O(prompts), O(n_predict), O(temperature), O(seed) and O(timeout) are the collection's
+    one request spec, which C(playbooks/generate.yml) (through the P(llamacpp.cluster.request_problems#filter)
+    filter) and the AWX survey of the "Generate text" job template follow too.
 """
 
 EXAMPLES = r"""
@@ -293,7 +298,7 @@ from ansible_collections.llamacpp.cluster.plugins.module_utils.inference import 
     truncate_at_stop,
     unreachable_workers,
 )
-from ansible_collections.llamacpp.cluster.plugins.module_utils import server_api
+from ansible_collections.llamacpp.cluster.plugins.module_utils import request_spec, server_api
 
 
 def server_healthy(url, tls, timeout=3):
@@ -406,12 +411,15 @@ def cli_commands(p, workers):
 
 
 def check_options(p, workers):
-    for name, low in (("n_predict", 1), ("ctx_size", 0), ("timeout", 1), ("threads", 1), ("n_gpu_layers", 0),
+    for name, low in (("ctx_size", 0), ("threads", 1), ("n_gpu_layers", 0),
                       ("ubatch_size", 1), ("concurrency", 1)):
         if p[name] is not None and p[name] < low:
             raise InferenceError(f"{name} must be at least {low}, got {p[name]}")
-    if not 0.0 <= p["temperature"] <= 10.0:
-        raise InferenceError(f"temperature must be between 0 and 10, got {p['temperature']}")
+    bad = request_spec.problems({name: p[name] for name in ("prompt", "n_predict", "temperature", "seed", "timeout")})
+    bad += [problem for prompt in p["prompts"] or [] for problem in [request_spec.field_problem("prompt", prompt)]
+            if problem]
+    if bad:
+        raise InferenceError("; ".join(bad))
     if p["prompts"] is not None and not p["prompts"]:
         raise InferenceError("prompts is empty; give at least one prompt")
     if p["messages"] is not None:

@@ -75,7 +75,7 @@ def test_bad_survey_answer_fails_early_and_changes_nothing(launch):
     assert runner.status == "failed" and runner.rc != 0
     failed = events(runner, "runner_on_failed")
     assert [(e["host"], e["task"]) for e in failed] == [("localhost", "Require a valid request")]
-    assert "llamacpp_n_predict must be a whole number >= 1, got -5" in failed[0]["res"]["msg"]
+    assert "llamacpp_n_predict must be a whole number from 1 to 4096, got -5" in failed[0]["res"]["msg"]
     assert not [e for e in runner.events if e.get("event_data", {}).get("host") not in (None, "localhost")]
     assert invocations() == before
 

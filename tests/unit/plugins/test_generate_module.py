@@ -75,8 +75,10 @@ def test_cli_failure_without_log_lines_names_a_truncated_model(run_module, worke
 @pytest.mark.parametrize("args, message", [
     ({"workers": ["10.0.0.1"]}, "is not host:port"),
     ({"workers": ["10.0.0.1:1", "10.0.0.1:1"]}, "listed twice"),
-    ({"temperature": 11.0}, "temperature must be between 0 and 10"),
-    ({"n_predict": 0}, "n_predict must be at least 1"),
+    ({"temperature": 2.5}, "temperature must be a number from 0 to 2, got 2.5"),
+    ({"n_predict": 0}, "n_predict must be a whole number from 1 to 4096, got 0"),
+    ({"prompt": ""}, "prompt must be text of 1 to 100000 characters"),
+    ({"prompt": None, "prompts": ["a", ""]}, "prompt must be text of 1 to 100000 characters"),
     ({"mode": "cli", "model": None}, "model"),
     ({"mode": "sometimes"}, "value of mode must be one of"),
     ({"workers": ["10.0.0.1:1"], "tensor_split": [1, 2]}, "tensor_split needs one share >= 0 per worker"),
@@ -84,7 +86,8 @@ def test_cli_failure_without_log_lines_names_a_truncated_model(run_module, worke
     ({"ubatch_size": 0}, "ubatch_size must be at least 1"),
 ])
 def test_bad_options_fail_clearly(run_module, cli_files, args, message):
-    code, result = run_module("generate", dict(cli_files, prompt="Hi", **args))
+    given = {"prompt": "Hi", **args}
+    code, result = run_module("generate", dict(cli_files, **{k: v for k, v in given.items() if k != "prompt" or v is not None}))
     assert code == 1 and message in result["msg"]
     assert "Traceback" not in result["msg"]
 
