@@ -1,6 +1,8 @@
 """The chatbot on the demo's cluster: llama-server's web UI and OpenAI-compatible API on the
 main node's network address, for this machine only, behind the API key and, for these
-tests, over HTTPS with the self-signed certificate the main role makes.
+tests, over HTTPS with the self-signed certificate the main role makes. The same deploy
+takes the model from an URL (this machine serves the fixture over HTTP on the demo's network)
+on a main node without curl: the download installs it first.
 
 This machine is the network's gateway, the one client the demo admits; an outsider is a
 container of its own on the same network. The browser test drives Debian's Chromium
@@ -10,6 +12,8 @@ demo_restore); the given key stays."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import re
 import shutil
@@ -17,8 +21,10 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import threading
 import urllib.request
 
+import fixtures
 import pytest
 from demo_nodes import INVENTORY, MAIN, TOP, WORKERS, address, node, playbook
 
@@ -39,6 +45,10 @@ GUARDED = [("GET", "/v1/models", None), ("GET", "/props", None), ("GET", "/slots
 
 
 TLS: dict = {}
+# The demo's model under another name, so that the deploy downloads it.
+URL_MODEL = "gemma-3-270m-q4_k_m-from-url.gguf"
+MODELS_DIR = "/var/lib/llama.cpp/models"
+GATEWAY = "10.89.77.1"  # inventories/local: llamacpp_local_gateway, this machine on the demo's network
 
 
 def http(method: str, url: str, key: str | None = None, body=None, timeout: float = 120) -> tuple[int, bytes]:
@@ -70,21 +80,50 @@ def fixture_given_key(demo_cluster, demo_restore, tmp_path_factory):
     else:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43}", generated), "the generated key is 32 random bytes, urlsafe"
         key = GIVEN_PREFIX + generated[:12][::-1]
-    run = playbook("playbooks/services.yml", INVENTORY, "-v", "-e",
-                   json.dumps({"llamacpp_main_server_api_key": key, "llamacpp_main_server_tls": True}))
+    served = tmp_path_factory.mktemp("served")
+    (served / URL_MODEL).symlink_to(fixtures.model_path())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer((GATEWAY, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    node(MAIN).check_output("apt-get remove -y -q curl >/dev/null && ! command -v curl")
+    model = {"url": f"http://{GATEWAY}:{server.server_address[1]}/{URL_MODEL}", "sha256": fixtures.MODEL_SHA256}
+    try:
+        run = playbook("playbooks/services.yml", INVENTORY, "-v", "-e", json.dumps({
+            "llamacpp_main_server_api_key": key, "llamacpp_main_server_tls": True,
+            "llamacpp_main_model_files": [model]}))
+    finally:
+        server.shutdown()
+        server.server_close()
     assert run.rc == 0, run.output[-4000:]
     assert key not in run.output and generated not in run.output
     assert read_key() == key
+    URL_RUN["changed"] = {task for task in URL_TASKS if run.results(task).get(MAIN, {}).get("changed")}
     ca = tmp_path_factory.mktemp("tls") / "ca.pem"
     ca.write_text(node(MAIN).check_output(f"cat {CERT_FILE}") + "\n")
     TLS["context"] = ssl.create_default_context(cafile=str(ca))
     yield key
     TLS.clear()
+    # llama-server keeps its open copy until the next deploy replaces the model.
+    node(MAIN).check_output(f"rm -f {MODELS_DIR}/{URL_MODEL}")
+
+
+URL_RUN: dict = {}
+URL_TASKS = ("Install curl for the model files given by URL", "Download, resuming a partial download",
+             "Move the verified download into place")
 
 
 @pytest.fixture(name="base_url", scope="module")
 def fixture_base_url(given_key):
     return f"https://{address(MAIN)}:{PORT}"
+
+
+def test_a_model_given_by_url_is_downloaded_after_curl_is_installed(given_key):
+    main = node(MAIN)
+    assert URL_RUN["changed"] == set(URL_TASKS)
+    assert main.package("curl").is_installed
+    assert main.check_output(f"sha256sum {MODELS_DIR}/{URL_MODEL}").split()[0] == fixtures.MODEL_SHA256
+    assert not main.file(f"{MODELS_DIR}/{URL_MODEL}.part").exists
+    assert f"{MODELS_DIR}/{URL_MODEL}" in main.check_output("systemctl cat llama-server")
 
 
 def test_the_key_is_roots_alone_and_never_on_a_command_line(given_key):
@@ -123,7 +162,7 @@ def test_the_api_speaks_only_https_with_the_nodes_certificate(base_url, given_ke
 
 def test_the_openai_api_answers_with_the_key(base_url, given_key):
     status, body = http("GET", base_url + "/v1/models", given_key)
-    assert status == 200 and json.loads(body)["data"][0]["id"].endswith("gemma-3-270m-q4_k_m.gguf")
+    assert status == 200 and json.loads(body)["data"][0]["id"].endswith(URL_MODEL)
     status, body = http("POST", base_url + "/v1/chat/completions", given_key, CHAT)
     assert status == 200, body[:300]
     answer = json.loads(body)
