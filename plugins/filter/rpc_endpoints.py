@@ -14,7 +14,7 @@ description:
     C(llama-completion --rpc).
   - Uses the endpoint each worker published as C(llamacpp_rpc_worker_endpoint) (set by the
     M(llamacpp.cluster.rpc_worker) role); otherwise builds it from C(llamacpp_rpc_worker_bind), or the
-    worker's C(ansible_default_ipv4.address), and C(llamacpp_rpc_worker_port) (default 50052).
+    worker's C(ansible_facts.default_ipv4.address), and C(llamacpp_rpc_worker_port) (default 50052).
   - IPv6 addresses are put in brackets. A worker with no address known fails with its name.
 author:
   - llamacpp.cluster maintainers (@llamacpp-cluster)
@@ -67,8 +67,8 @@ def rpc_endpoints(hosts, hostvars):
         if published:
             endpoints.append(str(published))
             continue
-        address = variables.get("llamacpp_rpc_worker_bind") or \
-            (variables.get("ansible_default_ipv4") or {}).get("address")
+        facts = variables.get("ansible_facts") or {}
+        address = variables.get("llamacpp_rpc_worker_bind") or (facts.get("default_ipv4") or {}).get("address")
         if not address:
             raise AnsibleFilterError(
                 f"rpc_endpoints: no address known for worker {host}: run the rpc_worker role or gather its "

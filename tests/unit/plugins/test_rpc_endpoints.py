@@ -9,7 +9,7 @@ from ansible_collections.llamacpp.cluster.plugins.filter.rpc_endpoints import rp
 
 HOSTVARS = {
     "w1": {"llamacpp_rpc_worker_endpoint": "10.0.1.7:50052"},
-    "w2": {"ansible_default_ipv4": {"address": "10.0.1.8"}, "llamacpp_rpc_worker_port": "50100"},
+    "w2": {"ansible_facts": {"default_ipv4": {"address": "10.0.1.8"}}, "llamacpp_rpc_worker_port": "50100"},
     "w3": {"llamacpp_rpc_worker_bind": "fd00::9"},
     "bare": {},
 }
