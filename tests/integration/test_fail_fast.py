@@ -53,6 +53,14 @@ def test_a_bad_port_fails_on_the_controller_in_seconds(top, tool_env, inventory,
     assert seconds < 60, seconds
 
 
+def test_an_ipv6_bind_address_is_refused_on_the_controller(top, tool_env, inventory):
+    proc, _seconds = run(top, tool_env, "playbooks/services.yml", inventory, {"llamacpp_rpc_worker_bind": "::"})
+    assert proc.returncode != 0
+    assert "llamacpp_rpc_worker_bind is ::, an IPv6 address; llama.cpp's rpc-server binds IPv4 only" in proc.stdout, \
+        proc.stdout[-3000:]
+    assert all(c["unreachable"] == "0" for c in recap(proc.stdout).values())
+
+
 def test_a_controller_model_with_a_wrong_sha256_fails_before_any_host_is_touched(top, tool_env, inventory, tmp_path):
     model = fixtures.model_path()
     wrong = hashlib.sha256(b"not the model").hexdigest()
