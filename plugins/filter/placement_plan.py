@@ -104,7 +104,9 @@ from ansible_collections.llamacpp.cluster.plugins.module_utils.placement import 
 
 
 def _usable(hostvars, host):
-    memory = hostvars[host].get("llamacpp_memory") if host in hostvars else None
+    variables = hostvars[host] if host in hostvars else {}
+    # A module's facts: ansible_facts[...] always, a top-level variable only while facts are injected.
+    memory = (variables.get("ansible_facts") or {}).get("llamacpp_memory") or variables.get("llamacpp_memory")
     if not isinstance(memory, dict) or "usable_bytes" not in memory:
         raise AnsibleFilterError(
             f"placement_plan: {host} has no llamacpp_memory fact; run llamacpp.cluster.memory_facts on it "
