@@ -13,7 +13,7 @@ demo_restore); the given key stays."""
 from __future__ import annotations
 
 import functools
-import http.server
+import http.server as http_server
 import json
 import re
 import shutil
@@ -82,8 +82,8 @@ def fixture_given_key(demo_cluster, demo_restore, tmp_path_factory):
         key = GIVEN_PREFIX + generated[:12][::-1]
     served = tmp_path_factory.mktemp("served")
     (served / URL_MODEL).symlink_to(fixtures.model_path())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer((GATEWAY, 0), handler)
+    handler = functools.partial(http_server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http_server.ThreadingHTTPServer((GATEWAY, 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     node(MAIN).check_output("apt-get remove -y -q curl >/dev/null && ! command -v curl")
     model = {"url": f"http://{GATEWAY}:{server.server_address[1]}/{URL_MODEL}", "sha256": fixtures.MODEL_SHA256}
