@@ -303,8 +303,12 @@ def test_rollback_returns_every_node_to_the_previous_build(main):
     generate_through([W1, W2])
 
 
-def test_site_with_the_old_version_is_then_a_noop(main):
-    stats, before, after, _output = step("no-op after rollback", "site.yml", inventory([W1, W2], [], RETUNED))
+def test_site_with_the_old_version_is_then_a_noop_in_check_mode_too(main):
+    """site.yml --check --diff on the deployed cluster: it fails nothing and would change nothing
+    (the AWX "Deploy cluster" job and test_preseed.py re-run site.yml and services.yml for real)."""
+    stats, before, after, output = step("no-op after rollback, --check --diff", "site.yml",
+                                        inventory([W1, W2], [], RETUNED), "--check", "--diff")
     assert stats == {MAIN: 0, W1: 0, W2: 0, "localhost": 0}
+    assert "failed=0" in output and "fatal:" not in output
     assert restarted(before, after) == set()
     print("STEP TIMES: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMES.items()))
