@@ -35,4 +35,6 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$top/requirements.txt" \
   || die "pip install -r requirements.txt failed; fix: check that PyPI is reachable, then re-run"
 echo "$stamp" > "$venv/.requirements-stamp"
-echo "venv: ready: $venv ($("$venv/bin/ansible" --version | head -n1), ${SECONDS} s)"
+# (ansible --version | head would break ansible's pipe: a traceback in the demo's output)
+version=$("$venv/bin/python" -c 'import ansible.release as r; print(f"ansible [core {r.__version__}]")')
+echo "venv: ready: $venv ($version, ${SECONDS} s)"
