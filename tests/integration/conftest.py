@@ -52,3 +52,23 @@ def fixture_aws(moto_server, tool_env):
     client = boto3.client("ec2", endpoint_url=moto_server, region_name="eu-west-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     return env, client
+
+
+NOWHERE = "llamacpp-nowhere"
+
+
+@pytest.fixture(name="nowhere_inventory")
+def fixture_nowhere_inventory(top, tmp_path):
+    """The local inventory with its hosts renamed to containers that do not exist: a playbook
+    that connects anywhere shows it as an unreachable host."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    hosts = yaml.safe_load((top / "inventories/local/hosts.yml").read_text())
+    groups = hosts["all"]["children"]
+    groups["llama_main"]["hosts"] = {f"{NOWHERE}-main": None}
+    groups["llama_workers"]["hosts"] = {f"{NOWHERE}-worker1": None, f"{NOWHERE}-worker2": None}
+    inventory = tmp_path / "nowhere-inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    (inventory / "group_vars").symlink_to(top / "inventories/local/group_vars")
+    return inventory

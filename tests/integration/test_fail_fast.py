@@ -11,22 +11,13 @@ import time
 
 import fixtures
 import pytest
-import yaml
 
-NOWHERE = "llamacpp-nowhere"
+NOWHERE = "llamacpp-nowhere"  # the hosts of the nowhere_inventory fixture (conftest.py)
 
 
 @pytest.fixture(name="inventory")
-def fixture_inventory(top, tmp_path):
-    hosts = yaml.safe_load((top / "inventories/local/hosts.yml").read_text())
-    groups = hosts["all"]["children"]
-    groups["llama_main"]["hosts"] = {f"{NOWHERE}-main": None}
-    groups["llama_workers"]["hosts"] = {f"{NOWHERE}-worker1": None, f"{NOWHERE}-worker2": None}
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    (inventory / "group_vars").symlink_to(top / "inventories/local/group_vars")
-    return inventory
+def fixture_inventory(nowhere_inventory):
+    return nowhere_inventory
 
 
 def run(top, tool_env, playbook, inventory, settings):

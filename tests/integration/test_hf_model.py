@@ -14,7 +14,6 @@ import urllib.request
 
 import fixtures
 import pytest
-import yaml
 
 REPO = "test-org/gemma-3-270m-GGUF"
 MODEL = fixtures.MODEL_FILE
@@ -80,15 +79,8 @@ def test_unknown_repository_and_file_fail_clearly(ansible_module, hub):
     assert "Traceback" not in result["msg"]
 
 
-def services(top, tool_env, tmp_path, settings):
+def services(top, tool_env, inventory, settings):
     """services.yml on the local inventory with hosts that do not exist: (rc, stdout)."""
-    hosts = yaml.safe_load((top / "inventories/local/hosts.yml").read_text())
-    hosts["all"]["children"]["llama_main"]["hosts"] = {"llamacpp-nowhere-main": None}
-    hosts["all"]["children"]["llama_workers"]["hosts"] = {"llamacpp-nowhere-worker1": None}
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    (inventory / "group_vars").symlink_to(top / "inventories/local/group_vars")
     proc = subprocess.run(["ansible-playbook", "playbooks/services.yml", "-i", str(inventory), "-v",
                            "-e", json.dumps({"llamacpp_main_model_files": [], **settings})],
                           cwd=top, env=dict(tool_env, ANSIBLE_FORCE_COLOR="0"), capture_output=True, text=True,
@@ -96,8 +88,8 @@ def services(top, tool_env, tmp_path, settings):
     return proc.returncode, proc.stdout
 
 
-def test_the_main_role_resolves_the_model_on_the_controller_first(top, tool_env, tmp_path, hub):
-    rc, out = services(top, tool_env, tmp_path, {"llamacpp_main_model_hf_repo": REPO, "llamacpp_main_model_hf_file": MODEL,
+def test_the_main_role_resolves_the_model_on_the_controller_first(top, tool_env, nowhere_inventory, hub):
+    rc, out = services(top, tool_env, nowhere_inventory, {"llamacpp_main_model_hf_repo": REPO, "llamacpp_main_model_hf_file": MODEL,
                                                  "llamacpp_main_model_hf_endpoint": hub})
     assert rc != 0
     assert "TASK [llamacpp.cluster.main : Resolve the model named on Hugging Face]" in out, out[-3000:]
@@ -106,8 +98,8 @@ def test_the_main_role_resolves_the_model_on_the_controller_first(top, tool_env,
     assert "UNREACHABLE" in out and "llamacpp-nowhere-main" in out
 
 
-def test_a_wrong_file_name_fails_before_any_host_is_touched(top, tool_env, tmp_path, hub):
-    rc, out = services(top, tool_env, tmp_path, {"llamacpp_main_model_hf_repo": REPO,
+def test_a_wrong_file_name_fails_before_any_host_is_touched(top, tool_env, nowhere_inventory, hub):
+    rc, out = services(top, tool_env, nowhere_inventory, {"llamacpp_main_model_hf_repo": REPO,
                                                  "llamacpp_main_model_hf_file": "gemma-3-270m-Q8_0.gguf",
                                                  "llamacpp_main_model_hf_endpoint": hub})
     assert rc != 0
