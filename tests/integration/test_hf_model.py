@@ -89,8 +89,9 @@ def services(top, tool_env, inventory, settings):
 
 
 def test_the_main_role_resolves_the_model_on_the_controller_first(top, tool_env, nowhere_inventory, hub):
-    rc, out = services(top, tool_env, nowhere_inventory, {"llamacpp_main_model_hf_repo": REPO, "llamacpp_main_model_hf_file": MODEL,
-                                                 "llamacpp_main_model_hf_endpoint": hub})
+    settings = {"llamacpp_main_model_hf_repo": REPO, "llamacpp_main_model_hf_file": MODEL,
+                "llamacpp_main_model_hf_endpoint": hub}
+    rc, out = services(top, tool_env, nowhere_inventory, settings)
     assert rc != 0
     assert "TASK [llamacpp.cluster.main : Resolve the model named on Hugging Face]" in out, out[-3000:]
     assert fixtures.MODEL_SHA256 in out and f"{hub}/{REPO}/resolve/main/{MODEL}" in out
@@ -99,9 +100,9 @@ def test_the_main_role_resolves_the_model_on_the_controller_first(top, tool_env,
 
 
 def test_a_wrong_file_name_fails_before_any_host_is_touched(top, tool_env, nowhere_inventory, hub):
-    rc, out = services(top, tool_env, nowhere_inventory, {"llamacpp_main_model_hf_repo": REPO,
-                                                 "llamacpp_main_model_hf_file": "gemma-3-270m-Q8_0.gguf",
-                                                 "llamacpp_main_model_hf_endpoint": hub})
+    settings = {"llamacpp_main_model_hf_repo": REPO, "llamacpp_main_model_hf_file": "gemma-3-270m-Q8_0.gguf",
+                "llamacpp_main_model_hf_endpoint": hub}
+    rc, out = services(top, tool_env, nowhere_inventory, settings)
     assert rc != 0
     assert f"has no file gemma-3-270m-Q8_0.gguf; its GGUF files: {MODEL}, {SPLIT[0]}" in out, out[-3000:]
     assert "UNREACHABLE" not in out
