@@ -3,9 +3,58 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+import fixtures
+
+# The build role's prefix and work directory on this host, across runs.
+HOST_DIR = fixtures.cache_dir() / "host-build"
+# Where the demo's playbooks keep the builds they ship (inventories/local: <cache>/artifacts).
+DEMO_ARTIFACTS = fixtures.cache_dir() / "artifacts"
+
+
+def run_build_role(work: Path, controller_cache: Path) -> subprocess.CompletedProcess:
+    """The build role on this host (connection local) as a cluster of one: a member of the main
+    and the worker group, so it needs what the demo's one-family cluster needs, and shares its
+    fingerprint. A build of that fingerprint in controller_cache is installed, not compiled."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "inventory.yml").write_text(json.dumps({"all": {"children": {
+        "llama_main": {"hosts": {"localhost": None}}, "llama_workers": {"hosts": {"localhost": None}}}}}))
+    (work / "build.yml").write_text(json.dumps([{
+        "name": "Build llama.cpp on the test host", "hosts": "localhost", "gather_facts": True,
+        "roles": [{"role": "llamacpp.cluster.build", "vars": {
+            "llamacpp_build_source": "archive",
+            "llamacpp_build_archive_path": str(fixtures.source_archive_path()),
+            "llamacpp_build_prefix": str(work / "opt"),
+            "llamacpp_build_work_dir": str(work / "work"),
+            "llamacpp_build_controller_cache": str(controller_cache),
+        }}],
+    }]))
+    top = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(work / "inventory.yml"),
+                           "-c", "local", str(work / "build.yml"), "-e", f"ansible_python_interpreter={sys.executable}"],
+                          cwd=top, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(name="build_role")
+def fixture_build_role():
+    return run_build_role
+
+
+@pytest.fixture(name="bin_dir", scope="session")
+def fixture_bin_dir():
+    """rpc-server, llama-completion and llama-server on this host, from the build role: the
+    demo's build when the demo shipped one (make test), else compiled here (cached by its
+    fingerprint across runs)."""
+    proc = run_build_role(HOST_DIR, DEMO_ARTIFACTS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return HOST_DIR / "opt" / "current" / "bin"
 
 
 @pytest.fixture(name="ansible_module")

@@ -1,5 +1,5 @@
 """llamacpp.cluster.generate against real llama.cpp binaries on this host: two rpc-servers
-on 127.0.0.1, built by the build role itself (cached by its fingerprint across runs)."""
+on 127.0.0.1, installed by the build role itself (bin_dir in conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -20,34 +18,6 @@ import fixtures
 
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 GREEDY = {"n_predict": 16, "temperature": 0, "seed": 42}
-HOST_DIR = fixtures.cache_dir() / "host-build"
-
-
-@pytest.fixture(name="bin_dir", scope="session")
-def fixture_bin_dir():
-    """Build rpc-server, llama-completion and llama-server on this host with the build role."""
-    playbook = HOST_DIR / "build.yml"
-    playbook.parent.mkdir(parents=True, exist_ok=True)
-    playbook.write_text(json.dumps([{
-        "name": "Build llama.cpp on the test host", "hosts": "localhost", "gather_facts": True,
-        "roles": [{"role": "llamacpp.cluster.build", "vars": {
-            "llamacpp_build_source": "archive",
-            "llamacpp_build_archive_path": str(fixtures.source_archive_path()),
-            "llamacpp_build_prefix": str(HOST_DIR / "opt"),
-            "llamacpp_build_work_dir": str(HOST_DIR / "work"),
-            "llamacpp_build_controller_cache": str(HOST_DIR / "artifacts"),
-            "llamacpp_build_targets": ["rpc-server", "llama-completion", "llama-server"],
-        }}],
-    }]))
-    top = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
-                           "-e", f"ansible_python_interpreter={sys.executable}"],
-                          cwd=top, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    return HOST_DIR / "opt" / "current" / "bin"
-
-
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
