@@ -24,10 +24,17 @@ CONF_FILE=/etc/containers/containers.conf.d/50-llamacpp-cluster.conf
 PACKAGES=(podman runc conmon netavark aardvark-dns iptables uidmap catatonit debootstrap)
 # For the tests only: the host's compiler (build_flags probes it) and curl (model downloads
 # over loopback), the shell linter of ansible-test sanity, Debian's aarch64 GCC 12 (Arm CPU
-# flags are proven against a real Arm compiler), and qemu-user-static for the arm64 image.
-TEST_PACKAGES=(gcc g++ curl openssl shellcheck gcc-aarch64-linux-gnu qemu-user-static chromium chromium-driver)
+# flags are proven against a real Arm compiler; the emulated arm64 image compiles with it),
+# and qemu-user-static for the arm64 image.
+TEST_PACKAGES=(gcc g++ curl openssl shellcheck gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static
+  chromium chromium-driver)
 # Packages baked into the node image: systemd as PID 1 and what Ansible needs.
 IMAGE_PACKAGES=systemd,systemd-sysv,python3,python3-apt,sudo,dbus,iproute2,procps,ca-certificates
+# The emulated arm64 image also carries the build role's packages (roles/build/vars/Debian.yml):
+# apt under qemu takes minutes a run, and installing packages is proven on the native nodes.
+EMULATED_BUILD_PACKAGES=build-essential,cmake,ninja-build,ccache,git,libssl-dev,libgomp1
+# Where that image keeps the cross compiler it compiles with (embed_cross_compiler).
+CROSS_DIR=/opt/llamacpp-cross
 MIN_FREE_MIB="${LLAMACPP_MIN_FREE_MIB:-4096}"
 
 rebuild_image=0
@@ -121,7 +128,8 @@ debian_mirror() {
 
 image_recipe() {
   # Changes whenever the way an image is built changes, so an outdated image is rebuilt.
-  { declare -f build_image emulation_fixes; echo "$SUITE $IMAGE_PACKAGES $1"; } | sha256sum | cut -c1-16
+  { declare -f build_image emulation_fixes embed_cross_compiler; echo "$SUITE $IMAGE_PACKAGES $1"; } \
+    | sha256sum | cut -c1-16
 }
 
 register_binfmt() {
@@ -156,10 +164,54 @@ emulation_fixes() {
   done
 }
 
+embed_cross_compiler() {
+  # Under qemu-user, GCC compiles about 10 times slower than natively (ggml-cpu's ops.cpp: 82 s
+  # against 9 s): a cold build of the RPC server took over 25 minutes. So the emulated image
+  # compiles with Debian's aarch64 cross GCC 12 - the same GCC 12.2 as the image's own gcc,
+  # built to run on x86_64 - copied from this host into $CROSS_DIR with the x86_64 libraries it
+  # loads (x86_64 programs run natively in the container). /usr/local/bin/cc and c++ come first
+  # on PATH, so CMake and the build_flags probe take it: same flags, same aarch64 code, at native
+  # speed. Everything else (cmake, ninja, ccache, the tests, rpc-server) runs emulated.
+  local rootfs=$1 packages lib pair
+  # The compiler, its binutils and its runtime libraries; not its C library: the image's own
+  # glibc headers and libraries (/usr/include/aarch64-linux-gnu, /usr/lib/aarch64-linux-gnu),
+  # which this GCC searches too, are what the binaries link against.
+  packages=$(dpkg-query -W -f='${Package}\n' \
+    | grep -E '^(g(cc|\+\+)(-12)?|cpp(-12)?|binutils)-aarch64-linux-gnu(-base)?$|-arm64-cross$' \
+    | grep -vE '^(libc6|libc6-dev|linux-libc-dev)-arm64-cross$' || true)
+  [ -n "$packages" ] || die "Debian's aarch64 cross compiler is not installed; fix: apt-get install g++-aarch64-linux-gnu"
+  "${SUDO[@]}" mkdir -p "$rootfs$CROSS_DIR"
+  # shellcheck disable=SC2086
+  dpkg -L $packages | sort -u | while IFS= read -r f; do
+    if [ -L "$f" ] || [ -f "$f" ]; then printf '%s\0' "${f#/}"; fi
+  done | "${SUDO[@]}" tar -C / --null --no-recursion -T - -cf - | "${SUDO[@]}" tar -C "$rootfs$CROSS_DIR" -xf -
+  # The x86_64 loader and libraries of those programs, where the loader looks for them.
+  "${SUDO[@]}" mkdir -p "$rootfs/usr/lib/x86_64-linux-gnu" "$rootfs/usr/lib64"
+  [ -e "$rootfs/lib64" ] || "${SUDO[@]}" ln -s usr/lib64 "$rootfs/lib64"
+  # shellcheck disable=SC2086
+  for lib in $(dpkg -L $packages | sort -u | while IFS= read -r f; do
+      if [ -f "$f" ] && [ ! -L "$f" ] && { [ -x "$f" ] || [[ "$f" == *.so* ]]; }; then ldd "$f" 2>/dev/null || true; fi
+    done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u); do
+    "${SUDO[@]}" cp -L "$lib" "$rootfs/usr/lib/x86_64-linux-gnu/$(basename "$lib")"
+  done
+  "${SUDO[@]}" cp -L /lib64/ld-linux-x86-64.so.2 "$rootfs/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+  "${SUDO[@]}" ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$rootfs/usr/lib64/ld-linux-x86-64.so.2"
+  "${SUDO[@]}" mkdir -p "$rootfs/usr/local/bin"
+  for pair in cc:gcc gcc:gcc c++:g++ g++:g++; do
+    "${SUDO[@]}" ln -sf "$CROSS_DIR/usr/bin/aarch64-linux-gnu-${pair#*:}-12" "$rootfs/usr/local/bin/${pair%%:*}"
+  done
+  "${SUDO[@]}" chroot "$rootfs" /usr/local/bin/c++ --version >/dev/null \
+    || die "the cross compiler copied into the arm64 image does not run there; see $rootfs$CROSS_DIR"
+}
+
 build_image() {
   # build_image IMAGE ARCH STOPSIGNAL
-  local image=$1 arch=$2 stopsignal=$3 recipe
-  recipe=$(image_recipe "$arch $stopsignal")
+  local image=$1 arch=$2 stopsignal=$3 recipe packages=$IMAGE_PACKAGES emulated=0
+  if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+    emulated=1
+    packages="$packages,$EMULATED_BUILD_PACKAGES"
+  fi
+  recipe=$(image_recipe "$arch $stopsignal $packages")
   if [ "$rebuild_image" -eq 0 ] && "${SUDO[@]}" podman image exists "$image" \
     && [ "$("${SUDO[@]}" podman image inspect --format '{{ index .Config.Labels "llamacpp.recipe" }}' "$image")" = "$recipe" ]; then
     log "image present: $image (recipe $recipe)"
@@ -171,11 +223,14 @@ build_image() {
   rootfs=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
   # shellcheck disable=SC2064
   trap "${SUDO[*]} rm -rf '$rootfs'" EXIT
-  log "debootstrap $SUITE/$arch from $mirror (about 90 s; 200 s emulated)"
-  "${SUDO[@]}" debootstrap --arch="$arch" --variant=minbase --include="$IMAGE_PACKAGES" "$SUITE" "$rootfs" "$mirror" \
+  log "debootstrap $SUITE/$arch from $mirror (about 90 s; 6 minutes emulated, with the build packages)"
+  "${SUDO[@]}" debootstrap --arch="$arch" --variant=minbase --include="$packages" "$SUITE" "$rootfs" "$mirror" \
     >"$CACHE_DIR/debootstrap-$arch.log" 2>&1 \
     || die "debootstrap failed (log: $CACHE_DIR/debootstrap-$arch.log); fix: check that $mirror is reachable"
-  [ "$arch" = "$(dpkg --print-architecture)" ] || emulation_fixes "$rootfs"
+  if [ "$emulated" -eq 1 ]; then
+    emulation_fixes "$rootfs"
+    embed_cross_compiler "$rootfs"
+  fi
   # Each container gets its own machine-id at boot; apt caches stay out of the image.
   "${SUDO[@]}" truncate -s 0 "$rootfs/etc/machine-id"
   "${SUDO[@]}" rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
