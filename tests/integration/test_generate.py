@@ -18,6 +18,8 @@ import fixtures
 
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 GREEDY = {"n_predict": 16, "temperature": 0, "seed": 42}
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

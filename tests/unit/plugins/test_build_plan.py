@@ -21,7 +21,8 @@ V2 = {"cmake": {"GGML_NATIVE": "OFF", "GGML_CPU_ARM_ARCH": "armv9-a+sve2"}, "fam
       "architecture": "aarch64"}
 
 
-def facts(cpu=N1, version="12", arch="aarch64", distribution="Debian"):
+def facts(cpu=None, version="12", arch="aarch64", distribution="Debian"):
+    cpu = cpu or N1
     return {"distribution": distribution, "distribution_major_version": version, "architecture": arch, "llamacpp_cpu": cpu}
 
 
@@ -61,8 +62,8 @@ def test_native_flags_and_per_host_builds_are_groups_of_one_and_never_reused():
 
 def test_explicit_flags_form_a_group_named_by_their_hash():
     cmake = {"GGML_NATIVE": "OFF", "GGML_CPU_ARM_ARCH": "armv8-a"}
-    one, two = plan("w1", cpu_flags="explicit", cpu_cmake=cmake), plan("w2", facts(V2), cpu_flags="explicit",
-                                                                         cpu_cmake=dict(reversed(cmake.items())))
+    one = plan("w1", cpu_flags="explicit", cpu_cmake=cmake)
+    two = plan("w2", facts(V2), cpu_flags="explicit", cpu_cmake=dict(reversed(cmake.items())))
     assert one["group"] == two["group"] and one["group"].startswith("Debian/12/aarch64/explicit-")
     assert one["cpu_cmake"] == cmake
     with pytest.raises(BuildPlanError, match="explicit needs llamacpp_build_cpu_cmake"):
