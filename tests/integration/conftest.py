@@ -30,7 +30,7 @@ def run_build_role(work: Path, controller_cache: Path) -> subprocess.CompletedPr
         "roles": [{"role": "llamacpp.cluster.build", "vars": {
             "llamacpp_build_source": "archive",
             "llamacpp_build_archive_path": str(fixtures.source_archive_path()),
-            "llamacpp_build_prefix": str(work / "opt"),
+            "llamacpp_prefix": str(work / "opt"),
             "llamacpp_build_work_dir": str(work / "work"),
             "llamacpp_build_controller_cache": str(controller_cache),
         }}],

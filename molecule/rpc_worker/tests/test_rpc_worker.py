@@ -101,6 +101,15 @@ def test_systemd_exposure_is_at_most_2(worker):
     assert score <= 2.0, out
 
 
+def test_the_sandbox_is_the_collections_shared_drop_in(worker):
+    drop_in = worker.file("/etc/systemd/system/llama-rpc-server.service.d/50-hardening.conf")
+    assert drop_in.exists and drop_in.user == "root" and drop_in.mode == 0o644
+    assert "role llamacpp.cluster.service_unit" in drop_in.content_string
+    assert "NoNewPrivileges=yes" not in worker.file("/etc/systemd/system/llama-rpc-server.service").content_string
+    shown = worker.check_output("systemctl show -p NoNewPrivileges -p ProtectSystem -p PrivateUsers llama-rpc-server")
+    assert shown.split() == ["NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateUsers=yes"], shown
+
+
 def test_firewall_unit_owns_its_table(worker):
     assert worker.service("llamacpp-rpc-firewall").is_enabled
     table = worker.check_output("nft list table inet llamacpp_rpc")
