@@ -11,13 +11,14 @@ deploying a second one. Phases, in order:
   lint         yamllint, ansible-lint (production profile, offline)
   sanity       ansible-test sanity, offline
   unit         pytest tests/unit
-  integration  pytest tests/integration (real binaries on the host, moto, loopback HTTP); with
-               the cluster phase, only the platform's tests run here and the rest beside it
+  integration  pytest tests/integration (real binaries on the host, moto, loopback HTTP)
   cluster      pytest tests/cluster on the demo's cluster, then the lifecycle walk-through
-  molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some); with
-               the cluster phase it runs beside it, after the integration tests, its output in
-               tests/output/suite/
+  molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some)
   cleanup      make demo-clean
+
+With the cluster and molecule phases both asked for (a whole run), lint, sanity, unit, the
+integration tests (but the platform's, which run alone first) and molecule run one after the
+other beside the cluster phase, their output in tests/output/suite/, and count when it is done.
 
 Each check's result and each phase's time are printed, then the total; the last line is
 ``N passed, N failed``. The exit status is non-zero when anything failed or nothing ran.
@@ -52,7 +53,7 @@ PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "
 # test_chatbot.py leaves HTTPS on, which test_placement.py's first deploy replaces (and
 # test_preseed.py's last puts the demo's settings back): they run in this order, last.
 CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx_jobs.py",
-                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_benchmark_smoke.py",
+                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_limit.py", "tests/cluster/test_benchmark_smoke.py",
                  "tests/cluster/test_chatbot.py", "tests/cluster/test_placement.py", "tests/cluster/test_preseed.py")
 LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
 INTEGRATION_TESTS = "tests/integration"
@@ -140,23 +141,29 @@ def phase_demo(tally: Tally) -> None:
 
 
 def phase_setup(tally: Tally) -> None:
-    ok, seconds = run(["make", "--no-print-directory", "platform-tests", "fixtures", "big-model"])
+    # Two jobs: the arm64 image (debootstrap under qemu) and the large model (written by this
+    # host's Python) do not wait for each other.
+    ok, seconds = run(["make", "-j2", "--no-print-directory", "platform-tests", "fixtures", "big-model"])
     tally.record("setup/make platform-tests fixtures big-model", ok, seconds)
+
+
+LINT_COMMANDS = (("lint/yamllint", ["yamllint", "--strict", "."]),
+                 ("lint/ansible-lint", ["ansible-lint", "--offline", "--profile", "production"]))
+SANITY_COMMAND = ("sanity/ansible-test", ["bash", "scripts/sanity.sh"])
 
 
 def phase_lint(tally: Tally) -> None:
     if not needs_venv(tally, "lint"):
         return
-    for name, cmd in (("lint/yamllint", ["yamllint", "--strict", "."]),
-                      ("lint/ansible-lint", ["ansible-lint", "--offline", "--profile", "production"])):
+    for name, cmd in LINT_COMMANDS:
         ok, seconds = run(cmd)
         tally.record(name, ok, seconds)
 
 
 def phase_sanity(tally: Tally) -> None:
     if needs_venv(tally, "sanity"):
-        ok, seconds = run(["bash", "scripts/sanity.sh"])
-        tally.record("sanity/ansible-test", ok, seconds)
+        ok, seconds = run(SANITY_COMMAND[1])
+        tally.record(SANITY_COMMAND[0], ok, seconds)
 
 
 def pytest_command(paths: list[str], report: Path, *options: str) -> list[str]:
@@ -228,69 +235,110 @@ def run_molecule(names: list[str], results: list, echo: bool = True) -> None:
         results.append((name, ok, seconds, log))
 
 
-def record_molecule(tally: Tally, results: list, echo: bool) -> None:
-    for name, ok, seconds, log in results:
-        if not echo:  # ran beside the cluster phase: show its end now
-            lines = log.read_text().splitlines()
-            print(f"--- molecule/{name}: the last lines of {log} ---")
-            print("\n".join(lines[-(300 if not ok else 25):]), flush=True)
+def record_molecule(tally: Tally, results: list) -> None:
+    for name, ok, seconds, _log in results:
         tally.record(f"molecule/{name}", ok, seconds)
 
 
-class Beside:
-    """The integration tests (but the platform's) and then the molecule scenarios run beside
-    the cluster phase: they use binaries on the host, loopback ports and containers of their
-    own, on networks of their own, and the cluster phase mostly waits on Ansible and podman,
-    so the two share the machine's cores instead of queueing. Results count at finish()."""
+class Job:
+    """One check run beside the cluster phase: its output goes to a log, its result counts when
+    the cluster phase is done (each test case of a pytest run with a report on its own)."""
 
-    def __init__(self, tally: Tally, integration: bool) -> None:
-        self.results: list = []
-        self.integration: tuple[bool, float] | None = None
-        self.report = OUTPUT / "integration-junit.xml"
-        self.log = OUTPUT / "integration.log"
-        self.start = time.monotonic()
-        self.seconds = 0.0
-        self.integration_seconds = 0.0
-        ready = needs_venv(tally, "beside")
-        names = molecule_scenarios(tally) if ready else []
-        self.with_integration = integration and ready
-        print(f"beside the cluster phase: {'the integration tests, then ' if self.with_integration else ''}"
-              f"molecule scenarios {', '.join(names) or '(none)'}; logs: {OUTPUT}/", flush=True)
-        self.thread = threading.Thread(target=self._run, args=(names,), daemon=True)
+    def __init__(self, phase: str, name: str, cmd: list[str], report: Path | None = None) -> None:
+        self.phase, self.name, self.cmd, self.report = phase, name, cmd, report
+        self.log = OUTPUT / f"{name.replace('/', '-')}.log"
+        self.result: tuple[bool, float] | None = None
+
+    def run(self) -> None:
+        if self.report:
+            self.report.unlink(missing_ok=True)
+        self.result = run(self.cmd, log=self.log, echo=False)
+
+    def record(self, tally: Tally) -> None:
+        if self.result is None:
+            tally.record(f"{self.name} (did not run)", False, 0.0)
+            return
+        ok, seconds = self.result
+        lines = self.log.read_text().splitlines() if self.log.is_file() else []
+        print(f"--- {self.name} (beside the cluster phase): the last lines of {self.log} ---")
+        print("\n".join(lines[-(300 if not ok else 12):]), flush=True)
+        if self.report:
+            count_cases(tally, self.phase, self.report, ok, seconds)
+        else:
+            tally.record(self.name, ok, seconds)
+
+
+def beside_jobs(tally: Tally, phases: list[str]) -> list[Job]:
+    """The checks that run beside the cluster phase, in order: lint, sanity and unit (quick, so
+    a broken tree shows early in their logs), the integration tests but the platform's, then the
+    molecule scenarios."""
+    jobs: list[Job] = []
+    if "lint" in phases:
+        jobs += [Job("lint", name, cmd) for name, cmd in LINT_COMMANDS]
+    if "sanity" in phases:
+        jobs.append(Job("sanity", *SANITY_COMMAND))
+    if "unit" in phases:
+        report = OUTPUT / "unit-junit.xml"
+        jobs.append(Job("unit", "unit", pytest_command(["tests/unit"], report), report))
+    if "integration" in phases:
+        report = OUTPUT / "integration-junit.xml"
+        paths = [str(p.relative_to(TOP)) for p in sorted((TOP / INTEGRATION_TESTS).glob("test_*.py"))
+                 if str(p.relative_to(TOP)) != PLATFORM_TESTS]
+        jobs.append(Job("integration", "integration", pytest_command(paths, report), report))
+    if "molecule" in phases:
+        jobs += [Job("molecule", f"molecule/{name}", ["molecule", "test", "-s", name])
+                 for name in molecule_scenarios(tally)]
+    return jobs
+
+
+class Beside:
+    """Everything that needs neither the demo's cluster nor an idle machine runs beside the
+    cluster phase: lint, sanity, the unit tests, the integration tests (but the platform's) and
+    the molecule scenarios use the checkout, binaries on the host, loopback ports and containers
+    of their own, on networks of their own; the cluster phase waits on Ansible, podman and
+    llama.cpp, so the two share the machine's cores instead of queueing. Results count at
+    finish()."""
+
+    def __init__(self, tally: Tally, phases: list[str]) -> None:
+        self.jobs = beside_jobs(tally, phases) if needs_venv(tally, "beside") else []
+        print(f"beside the cluster phase: {', '.join(job.name for job in self.jobs) or '(nothing)'}; "
+              f"logs: {OUTPUT}/", flush=True)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _run(self, names: list[str]) -> None:
-        if self.with_integration:
-            self.report.unlink(missing_ok=True)
-            paths = [str(p.relative_to(TOP)) for p in sorted((TOP / INTEGRATION_TESTS).glob("test_*.py"))
-                     if str(p.relative_to(TOP)) != PLATFORM_TESTS]
-            self.integration = run(pytest_command(paths, self.report), log=self.log, echo=False)
-            self.integration_seconds = time.monotonic() - self.start
-        run_molecule(names, self.results, echo=False)
-        self.seconds = time.monotonic() - self.start - self.integration_seconds
+    def _run(self) -> None:
+        for job in self.jobs:
+            job.run()
 
     def finish(self, tally: Tally) -> None:
         self.thread.join()
-        if self.integration is not None:
-            ok, seconds = self.integration
-            lines = self.log.read_text().splitlines() if self.log.is_file() else []
-            print(f"--- integration (beside the cluster phase): the last lines of {self.log} ---")
-            print("\n".join(lines[-(200 if not ok else 15):]), flush=True)
-            count_cases(tally, "integration", self.report, ok, seconds)
-        record_molecule(tally, self.results, echo=False)
+        for job in self.jobs:
+            job.record(tally)
+
+    def timings(self) -> list[tuple[str, float]]:
+        """Seconds per phase of the jobs, in the order they ran."""
+        seconds: dict[str, float] = {}
+        for job in self.jobs:
+            seconds[job.phase] = seconds.get(job.phase, 0.0) + (job.result[1] if job.result else 0.0)
+        return list(seconds.items())
 
 
 def phase_molecule(tally: Tally) -> None:
     if needs_venv(tally, "molecule"):
         results: list = []
         run_molecule(molecule_scenarios(tally), results)
-        record_molecule(tally, results, echo=True)
+        record_molecule(tally, results)
 
 
 def phase_cleanup(tally: Tally) -> None:
     if needs_venv(tally, "cleanup"):
         ok, seconds = run(["make", "--no-print-directory", "demo-clean"], env=dict(os.environ))
         tally.record("cleanup/make demo-clean", ok, seconds)
+
+
+# With the cluster phase and the molecule phase after it, these run beside the cluster phase
+# (the integration tests but the platform's, which run alone first).
+BESIDE_PHASES = ("lint", "sanity", "unit", "integration", "molecule")
 
 
 def main(argv: list[str]) -> int:
@@ -304,31 +352,31 @@ def main(argv: list[str]) -> int:
         return 2
     tally = Tally()
     start = time.monotonic()
+    deferring = {"cluster", "molecule"} <= set(phases)
+    deferred = [p for p in phases if p in BESIDE_PHASES] if deferring else []
     beside = None
-    deferred_integration = False
     for phase in phases:
         print(f"\n=== phase {phase} ===", flush=True)
         phase_start = time.monotonic()
-        if phase == "molecule" and beside is not None:
+        if phase == "integration" and deferring:
+            phase_integration(tally, beside=True)
+            tally.timings.append(("integration (platform)", time.monotonic() - phase_start))
+        elif phase in deferred:
+            print(f"({'ran' if beside else 'runs'} beside the cluster phase; logs in {OUTPUT}/)", flush=True)
+        elif phase == "cluster" and deferring:
+            beside = Beside(tally, deferred)
+            phase_cluster(tally)
+            tally.timings.append((phase, time.monotonic() - phase_start))
             beside.finish(tally)
-            print(f"(ran beside the cluster phase; waited {time.monotonic() - phase_start:.1f} s for it)")
-            if beside.with_integration:
-                tally.timings.append(("integration", beside.integration_seconds))
-            tally.timings.append(("molecule", beside.seconds))
-            continue
-        if phase == "cluster" and "molecule" in phases[phases.index("cluster"):]:
-            beside = Beside(tally, integration=deferred_integration)
-        if phase == "integration":
-            deferred_integration = {"cluster", "molecule"} <= set(phases[phases.index("integration"):])
-            phase_integration(tally, beside=deferred_integration)
+            print(f"(waited {time.monotonic() - phase_start - tally.timings[-1][1]:.1f} s for the checks beside it)")
+            tally.timings += [(name, seconds) for name, seconds in beside.timings()]
         else:
             globals()[f"phase_{phase}"](tally)
-        tally.timings.append((f"{phase} (platform)" if phase == "integration" and deferred_integration else phase,
-                              time.monotonic() - phase_start))
+            tally.timings.append((phase, time.monotonic() - phase_start))
     total = time.monotonic() - start
     print("\n=== summary ===")
     for phase, seconds in tally.timings:
-        note = " (beside cluster)" if phase in ("molecule", "integration") and beside is not None else ""
+        note = " (beside cluster)" if beside is not None and phase in deferred else ""
         print(f"phase {phase:<12} {seconds:8.1f} s{note}")
     print(f"total {'':<12} {total:8.1f} s ({total / 60:.1f} min)")
     for name in tally.failures:
