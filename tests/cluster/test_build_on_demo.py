@@ -1,7 +1,8 @@
 """Role llamacpp.cluster.build on the demo's cluster: the nodes are one CPU family, so the
-main node (first by name) built once and the workers received that build through the
-controller; the re-runs before this test (the AWX "Deploy cluster" job) compiled nothing; a
-bad setting is refused before anything changes."""
+main node (first by name) built once - or, when the controller's artifact cache already held
+that build (an earlier demo on this machine), installed it without compiling - and the workers
+received that build through the controller; the re-runs before this test (the AWX "Deploy
+cluster" job) compiled nothing; a bad setting is refused before anything changes."""
 
 import json
 import re
@@ -44,11 +45,13 @@ def test_binaries_run_under_their_stable_names(name, demo_cluster):
 
 
 @pytest.mark.parametrize("name", NODES)
-def test_compiled_exactly_once_and_only_on_the_builder(name, demo_cluster):
+def test_compiled_at_most_once_and_only_on_the_builder(name, demo_cluster):
     host = node(name)
     builds = host.file("/var/cache/llama.cpp/builds.log")
     if name == BUILDER:
-        assert len(builds.content_string.splitlines()) == 1  # the demo built, the re-runs did not
+        # The demo compiled once (or took the controller's copy of an earlier demo's build); the
+        # re-runs did not compile.
+        assert not builds.exists or len(builds.content_string.splitlines()) == 1
         assert host.package("cmake").is_installed
     else:
         assert not builds.exists
