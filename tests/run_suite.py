@@ -6,8 +6,8 @@ that the demo could lean on. The ``cluster`` phase then tests that same cluster 
 deploying a second one. Phases, in order:
 
   demo         make demo (venv, platform, fixtures, the local containers, site.yml)
-  setup        make platform-tests fixtures big-model: what only the tests need (arm64 image,
-               the large generated model, ...)
+  setup        make platform-tests fixtures big-model git-fixture: what only the tests need
+               (arm64 image, the large generated model, the source as a git repository, ...)
   lint         yamllint, ansible-lint (production profile, offline)
   sanity       ansible-test sanity, offline
   unit         pytest tests/unit
@@ -90,6 +90,8 @@ def environment() -> dict[str, str]:
     env.setdefault("LLAMACPP_FIXTURE_SOURCE", str(fixtures.source_archive_path()))
     env.setdefault("LLAMACPP_FIXTURE_MODEL", str(fixtures.model_path()))
     env.setdefault("LLAMACPP_FIXTURE_BIG_MODEL", str(big_model.big_model_path()))
+    env.setdefault("LLAMACPP_FIXTURE_GIT_REPO", str(fixtures.git_repo_path()))
+    env.setdefault("LLAMACPP_FIXTURE_GIT_COMMIT", fixtures.git_commit(fixtures.git_repo_path()))
     env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     # Molecule writes an ansible.cfg of its own: the collection must not need injected facts there either.
     env["ANSIBLE_INJECT_FACT_VARS"] = "false"
@@ -143,8 +145,8 @@ def phase_demo(tally: Tally) -> None:
 def phase_setup(tally: Tally) -> None:
     # Two jobs: the arm64 image (debootstrap under qemu) and the large model (written by this
     # host's Python) do not wait for each other.
-    ok, seconds = run(["make", "-j2", "--no-print-directory", "platform-tests", "fixtures", "big-model"])
-    tally.record("setup/make platform-tests fixtures big-model", ok, seconds)
+    ok, seconds = run(["make", "-j2", "--no-print-directory", "platform-tests", "fixtures", "big-model", "git-fixture"])
+    tally.record("setup/make platform-tests fixtures big-model git-fixture", ok, seconds)
 
 
 LINT_COMMANDS = (("lint/yamllint", ["yamllint", "--strict", "."]),

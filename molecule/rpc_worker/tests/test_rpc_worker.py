@@ -2,6 +2,7 @@
 built by each worker for itself (llamacpp_build_strategy per_host)."""
 
 import json
+import os
 import re
 import time
 
@@ -101,13 +102,21 @@ def test_systemd_exposure_is_at_most_2(worker):
     assert score <= 2.0, out
 
 
+def test_built_from_the_git_checkout_of_the_pinned_commit(worker):
+    manifest = json.loads(worker.file("/opt/llama.cpp/current/manifest.json").content_string)
+    assert manifest["source"] == "git" and manifest["version"] == "b11312"
+    assert manifest["commit"] == os.environ["LLAMACPP_FIXTURE_GIT_COMMIT"] and len(manifest["commit"]) == 40
+    checkout = worker.run("git -C /var/cache/llama.cpp/src/b11312 rev-parse HEAD")
+    assert checkout.rc == 0 and checkout.stdout.strip() == manifest["commit"]
+
+
 def test_the_sandbox_is_the_collections_shared_drop_in(worker):
     drop_in = worker.file("/etc/systemd/system/llama-rpc-server.service.d/50-hardening.conf")
     assert drop_in.exists and drop_in.user == "root" and drop_in.mode == 0o644
     assert "role llamacpp.cluster.service_unit" in drop_in.content_string
     assert "NoNewPrivileges=yes" not in worker.file("/etc/systemd/system/llama-rpc-server.service").content_string
     shown = worker.check_output("systemctl show -p NoNewPrivileges -p ProtectSystem -p PrivateUsers llama-rpc-server")
-    assert shown.split() == ["NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateUsers=yes"], shown
+    assert sorted(shown.split()) == ["NoNewPrivileges=yes", "PrivateUsers=yes", "ProtectSystem=strict"], shown
 
 
 def test_firewall_unit_owns_its_table(worker):
