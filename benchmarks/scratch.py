@@ -18,14 +18,18 @@ from cluster import TOP, BenchError, Cluster
 PREFIX = "llamacpp-bench"
 LOCAL = TOP / "inventories" / "local"
 # A subnet of its own, beside the demo's network (10.89.77.0/24).
-SUBNET, GATEWAY = "10.89.78.0/24", "10.89.78.1"
+SUBNET = "10.89.78.0/24"
 
 
 class Scratch:
-    """A scratch cluster: `up(main, workers)` (re)creates it, `down()` removes it."""
+    """A scratch cluster: `up(main, workers)` (re)creates it, `down()` removes it. Its names,
+    network and subnet are the benchmark's, or another prefix's and subnet's (gateway .1), so
+    that two scratch clusters can live side by side."""
 
-    def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-"))
+    def __init__(self, prefix: str = PREFIX, subnet: str = SUBNET):
+        self.prefix, self.subnet = prefix, subnet
+        self.gateway = subnet.rsplit(".", 1)[0] + ".1"
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
         self.main: list[str] = []
         self.workers: list[str] = []
         self.nodes = Cluster(str(self.dir / "inventory"))
@@ -34,8 +38,8 @@ class Scratch:
         inventory = self.dir / "inventory"
         (inventory / "group_vars").mkdir(parents=True, exist_ok=True)
         local = yaml.safe_load((LOCAL / "group_vars" / "all.yml").read_text())
-        local["llamacpp_local_network"] = PREFIX
-        local["llamacpp_local_subnet"], local["llamacpp_local_gateway"] = SUBNET, GATEWAY
+        local["llamacpp_local_network"] = self.prefix
+        local["llamacpp_local_subnet"], local["llamacpp_local_gateway"] = self.subnet, self.gateway
         (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump(local, sort_keys=True))
         # inventories/local's groups and connection, with this cluster's nodes.
         hosts = yaml.safe_load((LOCAL / "hosts.yml").read_text())
@@ -50,8 +54,8 @@ class Scratch:
         """New nodes: `main` + `workers` containers, after removing any of those names (also
         leftovers of an interrupted run)."""
         self.down()
-        self.main = [f"{PREFIX}-main"] if main else []
-        self.workers = [f"{PREFIX}-worker{n}" for n in range(1, workers + 1)]
+        self.main = [f"{self.prefix}-main"] if main else []
+        self.workers = [f"{self.prefix}-worker{n}" for n in range(1, workers + 1)]
         self._write_inventory()
         self._local_cluster("absent")
         self._local_cluster("started")
@@ -59,7 +63,7 @@ class Scratch:
     def add(self, workers: int) -> None:
         """More workers next to the running nodes (scale-out)."""
         start = len(self.workers)
-        self.workers += [f"{PREFIX}-worker{n}" for n in range(start + 1, start + workers + 1)]
+        self.workers += [f"{self.prefix}-worker{n}" for n in range(start + 1, start + workers + 1)]
         self._write_inventory()
         self._local_cluster("started")
 
