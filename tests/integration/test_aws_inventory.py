@@ -105,7 +105,7 @@ def test_group_vars_pin_the_build_role_commit(aws, top):
         assert got["llamacpp_build_version"] == defaults["llamacpp_build_version"]
         assert got["llamacpp_build_commit"] == defaults["llamacpp_build_commit"]
         assert got["llamacpp_rpc_worker_port"] == 50052
-        assert "ubuntu" in got["ansible_user"]
+        assert "'admin'" in got["ansible_user"]  # Debian's images (provision_aws.yml)
 
 
 def test_cluster_name_and_region_come_from_the_environment(aws, top):
