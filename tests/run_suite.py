@@ -371,7 +371,7 @@ def main(argv: list[str]) -> int:
             tally.timings.append((phase, time.monotonic() - phase_start))
             beside.finish(tally)
             print(f"(waited {time.monotonic() - phase_start - tally.timings[-1][1]:.1f} s for the checks beside it)")
-            tally.timings += [(name, seconds) for name, seconds in beside.timings()]
+            tally.timings += beside.timings()
         else:
             globals()[f"phase_{phase}"](tally)
             tally.timings.append((phase, time.monotonic() - phase_start))
