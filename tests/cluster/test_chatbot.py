@@ -108,7 +108,8 @@ def fixture_given_key(demo_cluster, demo_restore, tmp_path_factory):
 
 
 URL_RUN: dict = {}
-URL_TASKS = ("Install curl for the model files given by URL", "Download, resuming a partial download",
+# "Install curl": role service_unit's package install, named for what it installs.
+URL_TASKS = ("Install curl", "Download, resuming a partial download",
              "Move the verified download into place")
 
 
