@@ -58,3 +58,25 @@ def drop_page_cache(name: str) -> None:
     """Reclaims what the container's cgroup can give back (page cache): cgroup v1's
     memory.force_empty, which leaves the memory its processes use."""
     (memory_cgroup(name) / "memory.force_empty").write_text("0")
+
+
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+
+
+def set_cpu_shares(name: str, shares: int) -> None:
+    """The container's CPU weight against the other containers (cgroup v1 cpu.shares, 1024 by
+    default; on cgroup v2 the equivalent cpu.weight). The tests of the demo's cluster raise
+    their nodes' when checks run beside them (tests/run_suite.py)."""
+    proc = subprocess.run(["podman", "inspect", "-f", "{{.State.CgroupPath}}", name],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise CgroupError(f"{name} is not a local podman container: {proc.stderr.strip()}")
+    relative = proc.stdout.strip().lstrip("/")
+    if (CGROUP_V1_CPU / relative / "cpu.shares").is_file():
+        (CGROUP_V1_CPU / relative / "cpu.shares").write_text(str(shares))
+    elif (CGROUP_V2 / relative / "cpu.weight").is_file():
+        # systemd's and the kernel's mapping of shares (2..262144) to weights (1..10000)
+        (CGROUP_V2 / relative / "cpu.weight").write_text(str(1 + (max(2, shares) - 2) * 9999 // 262142))
+    else:
+        raise CgroupError(f"{name}: no cpu.shares (cgroup v1) nor cpu.weight (v2) under {relative}")

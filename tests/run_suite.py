@@ -16,9 +16,13 @@ deploying a second one. Phases, in order:
   molecule     every scenario under molecule/ (MOLECULE_SCENARIOS="a b" for some)
   cleanup      make demo-clean
 
-With the cluster and molecule phases both asked for (a whole run), lint, sanity, unit, the
-integration tests (but the platform's, which run alone first) and molecule run one after the
-other beside the cluster phase, their output in tests/output/suite/, and count when it is done.
+With the cluster and molecule phases both asked for (a whole run), setup, lint, sanity, unit,
+the integration tests (but the platform's) and molecule run one after the other beside the
+cluster phase, their output in tests/output/suite/, and count when it is done. The cluster
+phase is the critical path: its first tests need nothing setup makes and start at once, the
+rest wait for setup; the checks after setup run at the lowest CPU priority (nice 19) and the
+cluster's containers get more CPU shares than theirs. The platform's integration tests, which
+run scripts/platform.sh, run last, alone.
 
 Each check's result and each phase's time are printed, then the total; the last line is
 ``N passed, N failed``. The exit status is non-zero when anything failed or nothing ran.
@@ -52,13 +56,20 @@ PHASES = ("demo", "setup", "lint", "sanity", "unit", "integration", "cluster", "
 # test_build_on_demo counts the compiles after the AWX "Deploy cluster" job's re-run.
 # test_chatbot.py leaves HTTPS on, which test_placement.py's first deploy replaces (and
 # test_preseed.py's last puts the demo's settings back): they run in this order, last.
+# The first ones need nothing the setup phase makes; test_chatbot.py needs its browser, the
+# placement and pre-seeding tests its large model (CLUSTER_TESTS_AFTER_SETUP).
 CLUSTER_TESTS = ("tests/cluster/test_generate_modes.py", "tests/cluster/test_awx_jobs.py",
-                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_limit.py", "tests/cluster/test_benchmark_smoke.py",
-                 "tests/cluster/test_chatbot.py", "tests/cluster/test_placement.py", "tests/cluster/test_preseed.py")
+                 "tests/cluster/test_build_on_demo.py", "tests/cluster/test_limit.py", "tests/cluster/test_benchmark_smoke.py")
+CLUSTER_TESTS_AFTER_SETUP = ("tests/cluster/test_chatbot.py", "tests/cluster/test_placement.py",
+                             "tests/cluster/test_preseed.py")
 LIFECYCLE_TESTS = "tests/cluster/test_reconfigure.py"
 INTEGRATION_TESTS = "tests/integration"
 # They run scripts/platform.sh, which may reconfigure podman: never beside the cluster phase.
 PLATFORM_TESTS = "tests/integration/test_platform.py"
+# Beside the cluster phase: the checks after setup run at this niceness, and the cluster's
+# containers weigh this many CPU shares against the others' 1024 (tests/cluster/demo_nodes.py).
+BESIDE_NICENESS = 19
+CLUSTER_CPU_SHARES = 8192
 OUTPUT = TOP / "tests" / "output" / "suite"
 # The README's first set-up command, run as written (tests/unit/test_suite_checks.py holds
 # the two to each other).
@@ -142,11 +153,15 @@ def phase_demo(tally: Tally) -> None:
     tally.record("demo/the printed answer", not problems, 0.0)
 
 
+# Two jobs: the arm64 image (debootstrap under qemu) and the large model (written by this
+# host's Python) do not wait for each other.
+SETUP_COMMAND = ("setup/make platform-tests fixtures big-model git-fixture",
+                 ["make", "-j2", "--no-print-directory", "platform-tests", "fixtures", "big-model", "git-fixture"])
+
+
 def phase_setup(tally: Tally) -> None:
-    # Two jobs: the arm64 image (debootstrap under qemu) and the large model (written by this
-    # host's Python) do not wait for each other.
-    ok, seconds = run(["make", "-j2", "--no-print-directory", "platform-tests", "fixtures", "big-model", "git-fixture"])
-    tally.record("setup/make platform-tests fixtures big-model git-fixture", ok, seconds)
+    ok, seconds = run(SETUP_COMMAND[1])
+    tally.record(SETUP_COMMAND[0], ok, seconds)
 
 
 LINT_COMMANDS = (("lint/yamllint", ["yamllint", "--strict", "."]),
@@ -194,12 +209,12 @@ def count_cases(tally: Tally, name: str, report: Path, ok: bool, seconds: float)
         tally.record(f"{name}/pytest exit status", False, seconds)
 
 
-def pytest_run(tally: Tally, name: str, paths: list[str], *options: str) -> None:
+def pytest_run(tally: Tally, name: str, paths: list[str], *options: str, env: dict[str, str] | None = None) -> None:
     if not needs_venv(tally, name):
         return
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
-        ok, seconds = run(pytest_command(paths, report, *options))
+        ok, seconds = run(pytest_command(paths, report, *options), env=env)
         count_cases(tally, name, report, ok, seconds)
 
 
@@ -207,17 +222,27 @@ def phase_unit(tally: Tally) -> None:
     pytest_run(tally, "unit", ["tests/unit"])
 
 
-def phase_integration(tally: Tally, beside: bool = False) -> None:
-    """Beside the cluster phase (beside=True), only the platform's tests run here."""
-    if beside:
+def phase_integration(tally: Tally, platform_only: bool = False) -> None:
+    """In a whole run the others run beside the cluster phase, and only the platform's here."""
+    if platform_only:
         pytest_run(tally, "integration", [PLATFORM_TESTS])
     else:
         pytest_run(tally, "integration", [INTEGRATION_TESTS])
 
 
-def phase_cluster(tally: Tally) -> None:
-    pytest_run(tally, "cluster", list(CLUSTER_TESTS), "-s")
-    pytest_run(tally, "cluster", [LIFECYCLE_TESTS], "-s", "-x")
+def phase_cluster(tally: Tally, beside: Beside | None = None) -> None:
+    """With checks beside it, the first tests start at once, the rest when setup is done."""
+    env = environment()
+    if beside is not None:
+        env["LLAMACPP_SUITE_CLUSTER_CPU_SHARES"] = str(CLUSTER_CPU_SHARES)
+    pytest_run(tally, "cluster", list(CLUSTER_TESTS), "-s", env=env)
+    if beside is not None:
+        beside.setup_done.wait()
+    if beside is not None and beside.setup_failed():
+        tally.record("cluster/the tests after setup (not run: setup failed, see its log)", False, 0.0)
+    else:
+        pytest_run(tally, "cluster", list(CLUSTER_TESTS_AFTER_SETUP), "-s", env=env)
+    pytest_run(tally, "cluster", [LIFECYCLE_TESTS], "-s", "-x", env=env)
 
 
 def molecule_scenarios(tally: Tally) -> list[str]:
@@ -246,8 +271,10 @@ class Job:
     """One check run beside the cluster phase: its output goes to a log, its result counts when
     the cluster phase is done (each test case of a pytest run with a report on its own)."""
 
-    def __init__(self, phase: str, name: str, cmd: list[str], report: Path | None = None) -> None:
-        self.phase, self.name, self.cmd, self.report = phase, name, cmd, report
+    def __init__(self, phase: str, name: str, cmd: list[str], report: Path | None = None,
+                 niceness: int = BESIDE_NICENESS) -> None:
+        self.phase, self.name, self.report = phase, name, report
+        self.cmd = ["nice", "-n", str(niceness), *cmd] if niceness else cmd
         self.log = OUTPUT / f"{name.replace('/', '-')}.log"
         self.result: tuple[bool, float] | None = None
 
@@ -271,10 +298,12 @@ class Job:
 
 
 def beside_jobs(tally: Tally, phases: list[str]) -> list[Job]:
-    """The checks that run beside the cluster phase, in order: lint, sanity and unit (quick, so
-    a broken tree shows early in their logs), the integration tests but the platform's, then the
-    molecule scenarios."""
+    """The checks that run beside the cluster phase, in order: setup (at normal priority: the
+    cluster's later tests wait for it), lint, sanity and unit (quick, so a broken tree shows
+    early in their logs), the integration tests but the platform's, then the molecule scenarios."""
     jobs: list[Job] = []
+    if "setup" in phases:
+        jobs.append(Job("setup", *SETUP_COMMAND, niceness=0))
     if "lint" in phases:
         jobs += [Job("lint", name, cmd) for name, cmd in LINT_COMMANDS]
     if "sanity" in phases:
@@ -303,14 +332,25 @@ class Beside:
 
     def __init__(self, tally: Tally, phases: list[str]) -> None:
         self.jobs = beside_jobs(tally, phases) if needs_venv(tally, "beside") else []
+        self.setup_done = threading.Event()
         print(f"beside the cluster phase: {', '.join(job.name for job in self.jobs) or '(nothing)'}; "
               f"logs: {OUTPUT}/", flush=True)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        for job in self.jobs:
-            job.run()
+        if not any(job.phase == "setup" for job in self.jobs):
+            self.setup_done.set()
+        try:
+            for job in self.jobs:
+                job.run()
+                if job.phase == "setup":
+                    self.setup_done.set()
+        finally:
+            self.setup_done.set()
+
+    def setup_failed(self) -> bool:
+        return any(job.phase == "setup" and not (job.result and job.result[0]) for job in self.jobs)
 
     def finish(self, tally: Tally) -> None:
         self.thread.join()
@@ -339,8 +379,8 @@ def phase_cleanup(tally: Tally) -> None:
 
 
 # With the cluster phase and the molecule phase after it, these run beside the cluster phase
-# (the integration tests but the platform's, which run alone first).
-BESIDE_PHASES = ("lint", "sanity", "unit", "integration", "molecule")
+# (the integration tests but the platform's, which run alone after it).
+BESIDE_PHASES = ("setup", "lint", "sanity", "unit", "integration", "molecule")
 
 
 def main(argv: list[str]) -> int:
@@ -360,18 +400,20 @@ def main(argv: list[str]) -> int:
     for phase in phases:
         print(f"\n=== phase {phase} ===", flush=True)
         phase_start = time.monotonic()
-        if phase == "integration" and deferring:
-            phase_integration(tally, beside=True)
-            tally.timings.append(("integration (platform)", time.monotonic() - phase_start))
-        elif phase in deferred:
+        if phase in deferred:
             print(f"({'ran' if beside else 'runs'} beside the cluster phase; logs in {OUTPUT}/)", flush=True)
         elif phase == "cluster" and deferring:
             beside = Beside(tally, deferred)
-            phase_cluster(tally)
+            phase_cluster(tally, beside)
             tally.timings.append((phase, time.monotonic() - phase_start))
             beside.finish(tally)
             print(f"(waited {time.monotonic() - phase_start - tally.timings[-1][1]:.1f} s for the checks beside it)")
             tally.timings += beside.timings()
+            if "integration" in deferred:
+                print("\n=== the platform's integration tests, alone ===", flush=True)
+                platform_start = time.monotonic()
+                phase_integration(tally, platform_only=True)
+                tally.timings.append(("integration (platform)", time.monotonic() - platform_start))
         else:
             globals()[f"phase_{phase}"](tally)
             tally.timings.append((phase, time.monotonic() - phase_start))

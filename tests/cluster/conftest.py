@@ -7,7 +7,7 @@ from pathlib import Path
 
 import big_model
 import pytest
-from demo_nodes import INVENTORY, MAIN, WORKERS, node, playbook
+from demo_nodes import INVENTORY, MAIN, WORKERS, favour_cpu, node, playbook
 from local_cgroups import set_memory_limit
 
 
@@ -19,6 +19,7 @@ def fixture_demo_cluster():
                                capture_output=True, text=True, check=False).stdout.strip()
         if state != "true":
             pytest.fail(f"container {name} is not running: these tests use the demo's cluster; run 'make demo'")
+    favour_cpu(MAIN, *WORKERS)
     return MAIN, WORKERS
 
 

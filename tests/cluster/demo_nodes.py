@@ -7,6 +7,7 @@ collection's own playbooks against that inventory."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tempfile
@@ -23,6 +24,7 @@ INVENTORY = TOP / "inventories" / "local"
 RPC_PORT = 50052
 # The benchmark's modules (scratch nodes, the containers' memory cgroups) serve the tests too.
 sys.path.insert(0, str(TOP / "benchmarks"))
+from local_cgroups import set_cpu_shares  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def inventory_groups() -> dict:
@@ -35,6 +37,19 @@ WORKERS = tuple(inventory_groups()["llama_workers"]["hosts"])
 
 def node(name: str):
     return testinfra.get_host(f"podman://{name}")
+
+
+# tests/run_suite.py sets it when checks run beside these tests: the cluster's containers then
+# weigh this many CPU shares against theirs (1024), so the suite's critical path keeps the cores.
+CPU_SHARES_VARIABLE = "LLAMACPP_SUITE_CLUSTER_CPU_SHARES"
+
+
+def favour_cpu(*names: str) -> None:
+    """Give these containers the CPU shares tests/run_suite.py asks for (nothing without)."""
+    shares = os.environ.get(CPU_SHARES_VARIABLE)
+    if shares:
+        for name in names:
+            set_cpu_shares(name, int(shares))
 
 
 def address(name: str) -> str:

@@ -19,7 +19,7 @@ import time
 import pytest
 import yaml
 from demo_nodes import INVENTORY, MAIN, TOP as PROJECT, WORKERS, assert_workers_serve_llama_server, node
-from demo_nodes import address, playbook as run_playbook
+from demo_nodes import address, favour_cpu, playbook as run_playbook
 
 W1, W2 = WORKERS
 SPARE_INVENTORY = PROJECT / "inventories" / "local-3-workers"
@@ -42,6 +42,7 @@ def fixture_main(demo_cluster):
     """The demo's main node, with the spare worker started (and removed at the end)."""
     run = run_playbook("playbooks/local_cluster.yml", SPARE_INVENTORY)
     assert run.rc == 0, run.output[-3000:]
+    favour_cpu(W3)
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     yield node(MAIN)
     subprocess.run(["podman", "rm", "-f", "-t", "5", W3], capture_output=True, check=False)
