@@ -17,6 +17,8 @@ REMOTE_DIR = "/tmp/llamacpp-bench"
 RPC_LOG = f"{REMOTE_DIR}/rpc-server.log"
 # The main role keeps llama-server's key here (root only); node_bench reads it on the node.
 API_KEY_FILE = "/etc/llama-server/api-key"
+# rpc-server -c keeps its tensor cache under root's ~/.cache when the benchmark starts it by hand.
+RPC_CACHE_CLEAR = "rm -rf /root/.cache/llama.cpp/rpc"
 
 
 class BenchError(RuntimeError):
@@ -34,6 +36,7 @@ class Cluster:
     vcpus: dict[str, int] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     _hand_pids: dict[str, int] = field(default_factory=dict)
+    calls: int = 0  # ad-hoc commands run
 
     # --- plumbing -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -43,22 +46,43 @@ class Cluster:
         env["PATH"] = f"{TOP / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         return env
 
-    def module(self, host: str, name: str, args: dict, become: bool = True) -> tuple[dict, float]:
-        """Run one module on one host; returns (result, seconds on the controller)."""
-        cmd = ["ansible", host, "-i", self.inventory, "-m", name, "-a", json.dumps(args)] + (["-b"] if become else [])
+    def module_on(self, hosts: list[str], name: str, args: dict,
+                  extra_vars: dict | None = None, become: bool = True) -> tuple[dict[str, dict], float]:
+        """Run one module on several hosts at once, in one ad-hoc command (its start-up, about
+        1.5 s on the controller, is most of a call's cost); returns ({host: result}, seconds)."""
+        cmd = ["ansible", ":".join(hosts), "-i", self.inventory, "-m", name, "-a", json.dumps(args)]
+        cmd += (["-e", json.dumps(extra_vars)] if extra_vars else []) + (["-b"] if become else [])
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=TOP, env=self.env(), capture_output=True, text=True, check=False)
         seconds = time.monotonic() - start
+        self.calls += 1
         try:
-            result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+            results = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]
         except (ValueError, KeyError, IndexError) as exc:
-            raise BenchError(f"{name} on {host} gave no result: {proc.stdout[-1500:]} {proc.stderr[-1500:]}") from exc
-        if result.get("failed") or result.get("unreachable"):
-            raise BenchError(f"{name} on {host} failed: {result.get('msg', '')} {result.get('stderr', '')[-1500:]}")
-        return result, seconds
+            raise BenchError(f"{name} on {', '.join(hosts)} gave no result: {proc.stdout[-1500:]} "
+                             f"{proc.stderr[-1500:]}") from exc
+        for host in hosts:
+            result = results.get(host)
+            if result is None:
+                raise BenchError(f"{name} gave no result for {host}: {proc.stdout[-1500:]}")
+            if result.get("failed") or result.get("unreachable"):
+                raise BenchError(f"{name} on {host} failed: {result.get('msg', '')} {result.get('stderr', '')[-1500:]}")
+        return {host: results[host] for host in hosts}, seconds
+
+    def module(self, host: str, name: str, args: dict, become: bool = True) -> tuple[dict, float]:
+        """Run one module on one host; returns (result, seconds on the controller)."""
+        results, seconds = self.module_on([host], name, args, become=become)
+        return results[host], seconds
 
     def sh(self, host: str, script: str) -> str:
         return self.module(host, "ansible.builtin.shell", {"cmd": script, "executable": "/bin/bash"})[0]["stdout"]
+
+    def sh_each(self, scripts: dict[str, str]) -> dict[str, str]:
+        """A script of its own on each host, all in one ad-hoc command: {host: stdout}."""
+        results = self.module_on(list(scripts), "ansible.builtin.shell",
+                                 {"cmd": "{{ _bench_scripts[inventory_hostname] }}", "executable": "/bin/bash"},
+                                 extra_vars={"_bench_scripts": scripts})[0]
+        return {host: result["stdout"] for host, result in results.items()}
 
     def playbook(self, path: str, *args: str) -> float:
         return self.playbook_recap(path, *args)[0]
@@ -84,20 +108,21 @@ class Cluster:
         if len(mains) != 1:
             raise BenchError(f"{self.inventory}: need exactly one host in llama_main, found {mains}")
         self.main, self.workers = mains[0], groups.get("llama_workers", {}).get("hosts", [])
-        local = self.module(self.main, "ansible.builtin.setup", {"filter": "ansible_local"})[0]
-        facts = local["ansible_facts"].get("ansible_local", {}).get("llamacpp")
+        nodes = [self.main, *self.workers]
+        # The hardware subset adds the vCPUs to the minimal facts, which hold the local facts.
+        found = self.module_on(nodes, "ansible.builtin.setup", {"gather_subset": ["!all", "hardware"]})[0]
+        facts = found[self.main]["ansible_facts"].get("ansible_local", {}).get("llamacpp")
         if not facts:
             raise BenchError(f"{self.main} has no llamacpp facts: deploy the cluster with site.yml first")
         self.model, self.server_url, self.endpoints = facts["model_path"], facts["server_url"], facts["workers"]
         if len(self.endpoints) != len(self.workers):
             raise BenchError(f"{self.main} is set up with {self.endpoints}, the inventory has {self.workers}: "
                              "run site.yml first")
-        for host in [self.main, *self.workers]:
-            facts = self.module(host, "ansible.builtin.setup", {"gather_subset": ["!all", "hardware"]})[0]
-            self.vcpus[host] = facts["ansible_facts"]["ansible_processor_vcpus"]
-            self.info.setdefault("cpu_model", facts["ansible_facts"].get("ansible_processor", ["?"] * 3)[-1])
-        self.info["manifest"] = json.loads(self.sh(self.main, "cat /opt/llama.cpp/current/manifest.json"))
-        self.module(self.main, "ansible.builtin.file", {"path": REMOTE_DIR, "state": "directory", "mode": "0700"})
+        for host in nodes:
+            self.vcpus[host] = found[host]["ansible_facts"]["ansible_processor_vcpus"]
+            self.info.setdefault("cpu_model", found[host]["ansible_facts"].get("ansible_processor", ["?"] * 3)[-1])
+        manifest = self.sh(self.main, f"install -d -m 0700 {REMOTE_DIR} && cat /opt/llama.cpp/current/manifest.json")
+        self.info["manifest"] = json.loads(manifest)
         for src, dest in (("benchmarks/node_bench.py", "node_bench.py"),
                           ("plugins/module_utils/inference.py", "llamacpp_inference.py")):
             self.module(self.main, "ansible.builtin.copy", {"src": str(TOP / src), "dest": f"{REMOTE_DIR}/{dest}",
@@ -131,56 +156,60 @@ class Cluster:
         return self.node_bench("server-start", "--url", self.server_url)[0]["start_s"]
 
     def rpc_services(self, running: bool) -> None:
-        for host in self.workers:
-            self.sh(host, f"systemctl {'restart' if running else 'stop'} llama-rpc-server")
-        if running:
-            self.wait_for_workers()
+        verb = "restart" if running else "stop"
+        self.sh_each({host: f"systemctl {verb} llama-rpc-server" + (f" && {self._listening(host)}" if running else "")
+                      for host in self.workers})
 
     def hand_rpc_servers(self, threads: bool, cache: bool = False, cache_dir: str = "") -> None:
         """The hand recipe: stop the service, start rpc-server by hand on the same address
         (with cache_dir, the tensor cache is $LLAMA_CACHE=cache_dir instead of root's ~/.cache)."""
-        self.stop_hand_rpc_servers()
-        self.rpc_services(running=False)
+        env = f"LLAMA_CACHE={shlex.quote(cache_dir)} " if cache_dir else ""
+        scripts = {}
         for host, endpoint in zip(self.workers, self.endpoints):
             address, port = endpoint.rsplit(":", 1)
             flags = f"-H {address} -p {port}" + (f" -t {self.vcpus[host]}" if threads else "") + (" -c" if cache else "")
-            env = f"LLAMA_CACHE={shlex.quote(cache_dir)} " if cache_dir else ""
-            out = self.sh(host, f"mkdir -p {REMOTE_DIR}; {env}nohup /opt/llama.cpp/current/bin/rpc-server {flags} "
-                                f"> {RPC_LOG} 2>&1 < /dev/null & echo $!")
-            self._hand_pids[host] = int(out.strip())
-        self.wait_for_workers()
+            scripts[host] = (f"{self._kill_hand(host)}; systemctl stop llama-rpc-server; mkdir -p {REMOTE_DIR}; "
+                             f"{env}nohup /opt/llama.cpp/current/bin/rpc-server {flags} > {RPC_LOG} 2>&1 < /dev/null & "
+                             f"echo $!; {self._listening(host)}")
+        for host, out in self.sh_each(scripts).items():
+            self._hand_pids[host] = int(out.split()[0])
 
     def stop_hand_rpc_servers(self) -> None:
-        for host, pid in list(self._hand_pids.items()):
-            self.sh(host, f"kill {pid} 2>/dev/null; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done; true")
-            del self._hand_pids[host]
+        if self._hand_pids:
+            self.sh_each({host: self._kill_hand(host) for host in self._hand_pids})
+            self._hand_pids.clear()
+
+    def _kill_hand(self, host: str) -> str:
+        """The script that ends this host's hand-started rpc-server, if any, and waits for it."""
+        pid = self._hand_pids.get(host)
+        return f"kill {pid} 2>/dev/null; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done; true" if pid else "true"
+
+    def _listening(self, host: str) -> str:
+        """The script that waits until this worker's RPC port listens."""
+        port = self.endpoints[self.workers.index(host)].rsplit(":", 1)[1]
+        # /proc/net/tcp, not a probe: a connection would occupy rpc-server (one client at a time).
+        return (f"for i in $(seq 300); do grep -q ':{int(port):04X} 00000000:0000 0A' /proc/net/tcp && exit 0; "
+                "sleep 0.1; done; echo 'rpc-server did not listen' >&2; exit 1")
 
     def wait_for_workers(self) -> None:
-        for host, endpoint in zip(self.workers, self.endpoints):
-            port = endpoint.rsplit(":", 1)[1]
-            # /proc/net/tcp, not a probe: a connection would occupy rpc-server (one client at a time).
-            self.sh(host, f"for i in $(seq 300); do grep -q ':{int(port):04X} 00000000:0000 0A' /proc/net/tcp && exit 0; "
-                          "sleep 0.1; done; echo 'rpc-server did not listen' >&2; exit 1")
+        self.sh_each({host: self._listening(host) for host in self.workers})
 
-    def peak_rss_kib(self, host: str) -> int:
-        """Peak RSS of the rpc-server service since it started."""
-        out = self.sh(host, "awk '/VmHWM/ {print $2}' /proc/$(systemctl show -P MainPID llama-rpc-server)/status")
-        return int(out.strip())
+    def peak_rss_kib(self, hosts: list[str]) -> dict[str, int]:
+        """Peak RSS of each host's rpc-server service since it started."""
+        script = "awk '/VmHWM/ {print $2}' /proc/$(systemctl show -P MainPID llama-rpc-server)/status"
+        return {host: int(out.strip()) for host, out in self.sh_each({h: script for h in hosts}).items()}
 
     def clear_rpc_cache(self) -> None:
-        for host in self.workers:
-            self.sh(host, "rm -rf /root/.cache/llama.cpp/rpc")
+        self.sh_each({host: RPC_CACHE_CLEAR for host in self.workers})
 
     def restore(self, server_enabled: bool) -> None:
         """Back to the deployed state: services running, nothing of the benchmark left."""
-        self.stop_hand_rpc_servers()
-        self.clear_rpc_cache()
-        self.rpc_services(running=True)
+        self.sh_each({host: f"{self._kill_hand(host)}; {RPC_CACHE_CLEAR}; rm -rf {REMOTE_DIR}; "
+                            f"systemctl restart llama-rpc-server && {self._listening(host)}" for host in self.workers})
+        self._hand_pids.clear()
         if server_enabled:
             self.llama_server(running=True)
         self.sh(self.main, f"rm -rf {REMOTE_DIR}")
-        for host in self.workers:
-            self.sh(host, f"rm -rf {REMOTE_DIR}")
 
 
 RECAP_COUNT = r"\b(ok|changed|unreachable|failed|skipped|rescued|ignored)=(\d+)"

@@ -113,7 +113,7 @@ class PlacementBench:
             raise SkipComparison(f"placement needs the local containers of inventories/local: {exc}") from exc
         self.c.llama_server(running=False)  # it would hold the workers
         main = self.c.main
-        self.c.module(main, "ansible.builtin.file", {"path": REMOTE_MODEL_DIR, "state": "directory", "mode": "0755"})
+        self.c.sh(main, f"install -d -m 0755 {REMOTE_MODEL_DIR}")
         self.c.module(main, "ansible.builtin.copy", {"src": str(self.model_file), "dest": self.remote_model,
                                                      "mode": "0644"})
         self.model = self.c.module(self.c.main, "llamacpp.cluster.model_info", {"path": self.remote_model})[0]["model"]
@@ -135,11 +135,11 @@ class PlacementBench:
         for name, limit in limits.items():
             cg.set_memory_limit(name, limit)
         self.c.rpc_services(running=True)
-        found = {}
+        read = self.c.module_on(self.c.workers, "llamacpp.cluster.memory_facts", {"reserve_mib": WORKER_RESERVE_MIB})[0]
+        read[self.c.main] = self.c.module(self.c.main, "llamacpp.cluster.memory_facts",
+                                          {"reserve_mib": MAIN_RESERVE_MIB})[0]
+        found = {name: read[name]["ansible_facts"]["llamacpp_memory"] for name in self.nodes}
         for name in self.nodes:
-            reserve = MAIN_RESERVE_MIB if name == self.c.main else WORKER_RESERVE_MIB
-            facts = self.c.module(name, "llamacpp.cluster.memory_facts", {"reserve_mib": reserve})[0]
-            found[name] = facts["ansible_facts"]["llamacpp_memory"]
             if found[name]["cgroup_limit_bytes"] != limits[name]:
                 raise BenchError(f"{name}: memory_facts reads a limit of {found[name]['cgroup_limit_bytes']}, "
                                  f"set {limits[name]}")

@@ -75,14 +75,12 @@ class PreseedBench:
         for name in nodes:
             container_pid(name)
         self.c.llama_server(running=False)
+        self.c.sh_each({name: f"mkdir -p {BENCH_DIR}" for name in nodes})
         for name in nodes:
-            self.c.sh(name, f"mkdir -p {BENCH_DIR}")
             subprocess.run(["podman", "cp", str(self.model_file), f"{name}:{self.remote_model}"], check=True)
         model = self.c.module(self.c.main, "llamacpp.cluster.model_info", {"path": self.remote_model})[0]["model"]
-        usable = {}
-        for name in nodes:
-            facts = self.c.module(name, "llamacpp.cluster.memory_facts", {"reserve_mib": 512})[0]
-            usable[name] = facts["ansible_facts"]["llamacpp_memory"]["usable_bytes"]
+        found = self.c.module_on(nodes, "llamacpp.cluster.memory_facts", {"reserve_mib": 512})[0]
+        usable = {name: facts["ansible_facts"]["llamacpp_memory"]["usable_bytes"] for name, facts in found.items()}
         self.plan = placement.plan(model, {"name": self.c.main, "usable_bytes": usable[self.c.main]},
                                    [{"name": w, "endpoint": e, "usable_bytes": usable[w]}
                                     for w, e in zip(self.c.workers, self.c.endpoints)],
@@ -130,7 +128,8 @@ class PreseedBench:
         sent = self.tx() - before
         misses = None
         if workers and cache:
-            misses = sum(int(self.c.sh(w, f"grep -c 'saved to' {RPC_LOG} || true").strip() or 0) for w in self.c.workers)
+            counts = self.c.sh_each({w: f"grep -c 'saved to' {RPC_LOG} || true" for w in self.c.workers})
+            misses = sum(int(out.strip() or 0) for out in counts.values())
         cli = ["--binary", f"{BIN}/llama-completion", "--model", self.remote_model, "--prompt", "Hi", "-n", "1",
                "--threads", str(self.c.vcpus[self.c.main]), "--ctx-size", str(CTX_SIZE), "--ubatch", str(UBATCH)]
         cli += split if workers else ["--n-gpu-layers", "0"]
@@ -141,8 +140,7 @@ class PreseedBench:
     def restore(self) -> None:
         shape(self.c.main, None)
         self.c.stop_hand_rpc_servers()
-        for name in (self.c.main, *self.c.workers):
-            self.c.sh(name, f"rm -rf {shlex.quote(BENCH_DIR)}")
+        self.c.sh_each({name: f"rm -rf {shlex.quote(BENCH_DIR)}" for name in (self.c.main, *self.c.workers)})
 
 
 def bench_preseed(c: Cluster, args) -> dict:

@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import report
@@ -185,7 +186,7 @@ def bench_workers(c: Cluster, args) -> dict:
         def run():
             c.rpc_services(running=True)  # a fresh peak RSS per round
             sample = cli_sample(c.cli(PROMPT, args.n_predict, c.endpoints[:count])[0])
-            peaks = [c.peak_rss_kib(host) for host in c.workers[:count]]
+            peaks = list(c.peak_rss_kib(c.workers[:count]).values()) if count else []
             sample["worker_peak_rss_mib"] = round(max(peaks) / 1024, 1) if peaks else None
             sample["workers_total_rss_mib"] = round(sum(peaks) / 1024, 1) if peaks else None
             return sample
@@ -295,7 +296,11 @@ def main(argv=None) -> int:
         comparisons = {}
         try:
             if "recipe" in args.only or "threads" in args.only:
+                print("bench: recipe and threads", flush=True)
+                start, calls = time.monotonic(), c.calls
                 recipe, threads = bench_recipe(c, args)
+                print(f"bench: recipe and threads took {time.monotonic() - start:.0f} s, "
+                      f"{c.calls - calls} ad-hoc commands", flush=True)
                 comparisons.update({k: v for k, v in (("recipe", recipe), ("threads", threads)) if k in args.only})
             for name, bench in (("modes", bench_modes), ("concurrent", bench_concurrent), ("workers", bench_workers),
                                 ("cache", bench_cache),
@@ -303,8 +308,11 @@ def main(argv=None) -> int:
                                 ("automation", bench_automation)):
                 if name in args.only:
                     print(f"bench: {name}", flush=True)
+                    start, calls = time.monotonic(), c.calls
                     try:
                         comparisons[name] = bench(c, args)
+                        print(f"bench: {name} took {time.monotonic() - start:.0f} s, "
+                              f"{c.calls - calls} ad-hoc commands", flush=True)
                     except SkipComparison as exc:
                         if not args.placement_optional:
                             raise BenchError(str(exc)) from exc
