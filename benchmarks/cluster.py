@@ -50,6 +50,8 @@ class Cluster:
                   extra_vars: dict | None = None, become: bool = True) -> tuple[dict[str, dict], float]:
         """Run one module on several hosts at once, in one ad-hoc command (its start-up, about
         1.5 s on the controller, is most of a call's cost); returns ({host: result}, seconds)."""
+        if not hosts:  # a cluster without workers: nothing to run
+            return {}, 0.0
         cmd = ["ansible", ":".join(hosts), "-i", self.inventory, "-m", name, "-a", json.dumps(args)]
         cmd += (["-e", json.dumps(extra_vars)] if extra_vars else []) + (["-b"] if become else [])
         start = time.monotonic()
@@ -190,9 +192,6 @@ class Cluster:
         # /proc/net/tcp, not a probe: a connection would occupy rpc-server (one client at a time).
         return (f"for i in $(seq 300); do grep -q ':{int(port):04X} 00000000:0000 0A' /proc/net/tcp && exit 0; "
                 "sleep 0.1; done; echo 'rpc-server did not listen' >&2; exit 1")
-
-    def wait_for_workers(self) -> None:
-        self.sh_each({host: self._listening(host) for host in self.workers})
 
     def peak_rss_kib(self, hosts: list[str]) -> dict[str, int]:
         """Peak RSS of each host's rpc-server service since it started."""
