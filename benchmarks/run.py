@@ -243,6 +243,15 @@ def bench_automation(c: Cluster, args) -> dict:
                              "Wall time on the controller for the playbooks; on the main node for the bare request.")
 
 
+def timed(c: Cluster, name: str, bench):
+    """Runs one comparison, printing its name, then its time and ad-hoc command count."""
+    print(f"bench: {name}", flush=True)
+    start, calls = time.monotonic(), c.calls
+    result = bench()
+    print(f"bench: {name} took {time.monotonic() - start:.0f} s, {c.calls - calls} ad-hoc commands", flush=True)
+    return result
+
+
 def machine(c: Cluster, args) -> dict:
     manifest = c.info["manifest"]
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -296,23 +305,15 @@ def main(argv=None) -> int:
         comparisons = {}
         try:
             if "recipe" in args.only or "threads" in args.only:
-                print("bench: recipe and threads", flush=True)
-                start, calls = time.monotonic(), c.calls
-                recipe, threads = bench_recipe(c, args)
-                print(f"bench: recipe and threads took {time.monotonic() - start:.0f} s, "
-                      f"{c.calls - calls} ad-hoc commands", flush=True)
+                recipe, threads = timed(c, "recipe and threads", lambda: bench_recipe(c, args))
                 comparisons.update({k: v for k, v in (("recipe", recipe), ("threads", threads)) if k in args.only})
             for name, bench in (("modes", bench_modes), ("concurrent", bench_concurrent), ("workers", bench_workers),
                                 ("cache", bench_cache),
                                 ("placement", bench_placement), ("preseed", bench_preseed),
                                 ("automation", bench_automation)):
                 if name in args.only:
-                    print(f"bench: {name}", flush=True)
-                    start, calls = time.monotonic(), c.calls
                     try:
-                        comparisons[name] = bench(c, args)
-                        print(f"bench: {name} took {time.monotonic() - start:.0f} s, "
-                              f"{c.calls - calls} ad-hoc commands", flush=True)
+                        comparisons[name] = timed(c, name, lambda bench=bench: bench(c, args))
                     except SkipComparison as exc:
                         if not args.placement_optional:
                             raise BenchError(str(exc)) from exc
