@@ -1,7 +1,8 @@
-"""The podman_exec connection plugin against a real container of the node image: a module
-runs in one pipelined `podman exec`, files go in and come back byte for byte (also as
-another user), and a container that is not running is unreachable with a message that
-names it."""
+"""The podman_exec connection plugin against a real container of the node image, with each
+exec_method: a module runs in one pipelined `podman exec` or `nsenter` (the latter in the
+container's own cgroups, namespaces and environment), files go in and come back byte for
+byte (also as another user, which auto hands to podman exec), and a container that is not
+running is unreachable with a message that names it."""
 
 from __future__ import annotations
 
@@ -47,23 +48,50 @@ def fixture_adhoc(tool_env, top):
     return run
 
 
-def podman_runs(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "RUN [" in line and "podman" in line]
+def runs_of(log: str) -> list[str]:
+    """The commands the plugin ran to reach the container, but podman inspect's."""
+    return [line for line in log.splitlines()
+            if "RUN [" in line and ("podman" in line or "nsenter" in line) and "'inspect'" not in line]
 
 
-def test_a_module_runs_in_one_pipelined_exec(container, adhoc):
-    result, log = adhoc(container, "ansible.builtin.command", "cat /etc/debian_version")
+def method(name: str) -> tuple:
+    return ("-e", f"ansible_podman_exec_method={name}")
+
+
+@pytest.mark.parametrize("exec_method,entry", [("podman", "'exec', '--interactive'"), ("nsenter", "'--target'")])
+def test_a_module_runs_in_one_pipelined_call(container, adhoc, exec_method, entry):
+    result, log = adhoc(container, "ansible.builtin.command", "cat /etc/debian_version", method(exec_method))
     assert result["rc"] == 0 and result["stdout"].startswith("12."), result
-    runs = podman_runs(log)
+    runs = runs_of(log)
     assert len(runs) == 1, runs
-    assert "'exec', '--interactive'" in runs[0] and "/usr/bin/python3" in runs[0]
+    assert entry in runs[0] and "/usr/bin/python3" in runs[0]
+
+
+def test_auto_enters_with_nsenter_as_root(container, adhoc):
+    _result, log = adhoc(container, "ansible.builtin.ping")
+    assert [run for run in runs_of(log) if "nsenter" in run], log
+
+
+def test_nsenter_gives_the_command_the_container_s_cgroups_namespaces_and_environment(container, adhoc):
+    probe = "cat /proc/self/cgroup; readlink /proc/self/ns/net /proc/self/ns/mnt /proc/self/ns/pid; hostname; echo PATH=$PATH"
+    result = adhoc(container, "ansible.builtin.shell", probe, method("nsenter"))[0]
+    assert result["rc"] == 0, result
+    podman = subprocess.run(["podman", "exec", container, "sh", "-c", probe],
+                            capture_output=True, text=True, check=True).stdout
+    assert result["stdout"].splitlines() == podman.splitlines()
 
 
 def test_without_pipelining_the_same_module_still_runs(container, adhoc):
     result, log = adhoc(container, "ansible.builtin.command", "cat /etc/debian_version",
                         ("-e", "ansible_pipelining=false"))
     assert result["rc"] == 0 and result["stdout"].startswith("12."), result
-    assert len(podman_runs(log)) > 2, log  # temporary directory, chmod, run, cleanup
+    assert len(runs_of(log)) > 2, log  # temporary directory, chmod, run, cleanup
+
+
+def test_nsenter_with_another_user_is_refused_with_the_way_out(container, adhoc):
+    result = adhoc(container, "ansible.builtin.ping", "", ("-e", "ansible_user=nobody", *method("nsenter")))[0]
+    assert result.get("unreachable"), result
+    assert "remote_user is set" in result["msg"] and "exec_method podman" in result["msg"], result
 
 
 @pytest.mark.parametrize("user", ["", "nobody"])
@@ -72,7 +100,8 @@ def test_files_go_in_and_come_back_unchanged(container, adhoc, tmp_path, user):
     src = tmp_path / "payload.bin"
     src.write_bytes(payload)
     target = f"/tmp/in dir {user or 'root'}/payload 'x'.bin"
-    # nobody's home (/nonexistent) cannot hold Ansible's temporary directory.
+    # nobody's home (/nonexistent) cannot hold Ansible's temporary directory. Root's files go
+    # through nsenter, nobody's (auto) through podman exec.
     extra = ("-e", f"ansible_user={user}", "-e", "ansible_remote_tmp=/tmp/.ansible-nobody") if user else ()
     result = adhoc(container, "ansible.builtin.file", f"path='{os.path.dirname(target)}' state=directory mode=0777")[0]
     assert not result.get("failed"), result
@@ -87,8 +116,9 @@ def test_files_go_in_and_come_back_unchanged(container, adhoc, tmp_path, user):
     assert (fetched / "payload 'x'.bin").read_bytes() == payload
 
 
-def test_a_missing_container_is_unreachable_with_its_name(adhoc):
+@pytest.mark.parametrize("exec_method", ["podman", "nsenter"])
+def test_a_missing_container_is_unreachable_with_its_name(adhoc, exec_method):
     name = f"llamacpp-test-absent-{uuid.uuid4().hex[:8]}"
-    result = adhoc(name, "ansible.builtin.ping")[0]
+    result = adhoc(name, "ansible.builtin.ping", "", method(exec_method))[0]
     assert result.get("unreachable"), result
     assert name in result["msg"] and "podman ps" in result["msg"], result
