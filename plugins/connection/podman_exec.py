@@ -197,7 +197,11 @@ class Connection(ConnectionBase):
         display.vvv(f"RUN {[to_text(c) for c in cmd]}", host=self._container())
         extra = {}
         if self._nsenter:
-            extra = {"env": self._nsenter[1], "preexec_fn": lambda: _join_cgroups(self._nsenter[2])}
+            # A session of its own, as a podman exec's process has under conmon: Ansible ends
+            # a worker with killpg on the worker's group, which must not reach what a task
+            # started in the background (a hand-started server, say).
+            extra = {"env": self._nsenter[1], "start_new_session": True,
+                     "preexec_fn": lambda: _join_cgroups(self._nsenter[2])}
         try:
             return subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, **extra)
         except (OSError, subprocess.SubprocessError) as exc:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -122,3 +124,33 @@ def test_a_missing_container_is_unreachable_with_its_name(adhoc, exec_method):
     result = adhoc(name, "ansible.builtin.ping", "", method(exec_method))[0]
     assert result.get("unreachable"), result
     assert name in result["msg"] and "podman ps" in result["msg"], result
+
+
+@pytest.mark.parametrize("exec_method", ["podman", "nsenter"])
+def test_a_process_a_task_leaves_running_outlives_its_worker(container, tool_env, top, exec_method):
+    """Ansible ends a worker that is still alive with killpg on the worker's process group (a
+    SIGTERM to the ansible process, or a worker still exiting at the end of the run). What a
+    task started in the background stays, as it does under podman exec (conmon's session)."""
+    marker = f"sleep {4000 + (exec_method == 'nsenter')}"
+    cmd = ["ansible", "all", "-i", f"{container},", "-c", "llamacpp.cluster.podman_exec",
+           "-e", "ansible_python_interpreter=/usr/bin/python3", *method(exec_method), "-m", "ansible.builtin.shell",
+           "-a", f"nohup {marker} > /dev/null 2>&1 < /dev/null & sleep 120"]
+    proc = subprocess.Popen(cmd, cwd=top, env=tool_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def running() -> bool:
+        return subprocess.run(["podman", "exec", container, "pgrep", "-fx", marker],
+                              capture_output=True, check=False).returncode == 0
+
+    try:
+        for _ in range(300):
+            if running():
+                break
+            time.sleep(0.1)
+        assert running(), f"{marker} did not start"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        time.sleep(1)
+        assert running(), f"{marker} ended with the worker"
+    finally:
+        proc.kill()
+        subprocess.run(["podman", "exec", container, "pkill", "-f", "sleep 120"], check=False, capture_output=True)
