@@ -142,7 +142,7 @@ def test_a_process_a_task_leaves_running_outlives_its_worker(container, tool_env
                               capture_output=True, check=False).returncode == 0
 
     try:
-        for _ in range(300):
+        for _attempt in range(300):
             if running():
                 break
             time.sleep(0.1)
