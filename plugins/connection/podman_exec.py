@@ -1,6 +1,6 @@
 # Copyright (c) llamacpp.cluster maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run tasks in running podman containers through `podman exec`, with pipelining."""
+"""Run tasks in running podman containers through `podman exec` or `nsenter`, with pipelining."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def _join_cgroups(files):
 
 
 class Connection(ConnectionBase):
-    """`podman exec` into a running container; modules go in on standard input."""
+    """`podman exec` (or, as root, `nsenter`) into a running container; modules go in on standard input."""
 
     transport = "llamacpp.cluster.podman_exec"
     has_pipelining = True
