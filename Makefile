@@ -17,7 +17,7 @@ venv: ## create .venv from the pinned requirements.txt (skipped when up to date)
 platform: ## install and configure rootful podman, build the local node image (idempotent)
 	@bash scripts/platform.sh
 
-platform-tests: ## platform, plus what only the tests use (host compiler, curl, shellcheck, arm64 image)
+platform-tests: ## platform, plus what only the tests use (host compiler, curl, shellcheck, arm64 and trixie images)
 	@bash scripts/platform.sh --tests
 
 fixtures: venv ## cache the llama.cpp source and the test model, checksum-verified

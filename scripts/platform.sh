@@ -7,7 +7,8 @@
 # (debootstrap minbase + systemd + python3, imported without any registry). That is all the
 # demo needs. With --tests it also installs what only the test suite uses (the host
 # compiler and curl, shellcheck, Debian's aarch64 GCC, qemu-user) and builds an arm64 node
-# image that runs under qemu-user emulation (binfmt_misc registration with the F flag).
+# image that runs under qemu-user emulation (binfmt_misc registration with the F flag) and a
+# Debian 13 (trixie) node image of the host's architecture.
 # Idempotent: every step checks first and skips work already done.
 #
 # Usage: scripts/platform.sh [--tests] [--rebuild-image] [--no-smoke]
@@ -15,6 +16,8 @@ set -euo pipefail
 
 IMAGE="${LLAMACPP_NODE_IMAGE:-localhost/llamacpp-node:bookworm}"
 ARM_IMAGE="${LLAMACPP_NODE_ARM_IMAGE:-localhost/llamacpp-node:bookworm-arm64}"
+# The second Debian release the tests run a cluster on (molecule/trixie).
+TRIXIE_IMAGE="${LLAMACPP_NODE_TRIXIE_IMAGE:-localhost/llamacpp-node:trixie}"
 QEMU=/usr/bin/qemu-aarch64-static
 BINFMT=/proc/sys/fs/binfmt_misc
 SUITE="${LLAMACPP_NODE_SUITE:-bookworm}"
@@ -282,7 +285,12 @@ if [ "$tests" -eq 0 ]; then
   exit 0
 fi
 # The molecule scenarios mount these compiler caches into their builders.
-mkdir -p "$CACHE_DIR/ccache/bookworm" "$CACHE_DIR/ccache/bookworm-arm64"
+mkdir -p "$CACHE_DIR/ccache/bookworm" "$CACHE_DIR/ccache/bookworm-arm64" "$CACHE_DIR/ccache/trixie"
+# Debian 13 nodes, native (molecule/trixie): the same recipe with the other release.
+SUITE=trixie build_image "$TRIXIE_IMAGE" "$(dpkg --print-architecture)" 'SIGRTMIN+3'
+if [ "$smoke" -eq 1 ]; then
+  smoke_check "$TRIXIE_IMAGE" "$(dpkg --print-architecture)" 60
+fi
 if [ "$(dpkg --print-architecture)" = arm64 ]; then
   # Native: registering qemu here would capture the host's own binaries.
   build_image "$ARM_IMAGE" arm64 'SIGRTMIN+3'

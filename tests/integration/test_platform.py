@@ -14,13 +14,14 @@ import testinfra
 
 IMAGE = os.environ.get("LLAMACPP_NODE_IMAGE", "localhost/llamacpp-node:bookworm")
 ARM_IMAGE = os.environ.get("LLAMACPP_NODE_ARM_IMAGE", "localhost/llamacpp-node:bookworm-arm64")
+TRIXIE_IMAGE = os.environ.get("LLAMACPP_NODE_TRIXIE_IMAGE", "localhost/llamacpp-node:trixie")
 
 
 NATIVE_ARCH = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
-NODES = [(IMAGE, NATIVE_ARCH), (ARM_IMAGE, "arm64")]
+NODES = [(IMAGE, NATIVE_ARCH), (ARM_IMAGE, "arm64"), (TRIXIE_IMAGE, NATIVE_ARCH)]
 
 
-@pytest.fixture(name="node", scope="module", params=NODES, ids=["native", "arm64"])
+@pytest.fixture(name="node", scope="module", params=NODES, ids=["native", "arm64", "trixie"])
 def fixture_node(request):
     image, arch = request.param
     name = f"llamacpp-test-{uuid.uuid4().hex[:8]}"
@@ -61,22 +62,30 @@ def test_arm64_node_runs_aarch64_binaries_through_qemu(node):
     assert any(line.startswith("flags: ") and "F" in line[7:] for line in registration)
 
 
+@pytest.mark.parametrize("node", [(TRIXIE_IMAGE, NATIVE_ARCH)], ids=["trixie"], indirect=True)
+def test_trixie_node_is_debian_13(node):
+    host = node[0]
+    assert host.system_info.distribution == "debian" and host.system_info.codename == "trixie"
+    assert host.file("/etc/debian_version").content_string.startswith("13.")
+
+
 def test_platform_script_is_idempotent(top):
     result = subprocess.run(["bash", "scripts/platform.sh", "--tests", "--no-smoke"], cwd=top,
                             capture_output=True, text=True, check=True)
     assert "packages present" in result.stdout
     assert "configuration up to date" in result.stdout
-    assert result.stdout.count("image present") == 2
+    assert result.stdout.count("image present") == 3
     assert "qemu-aarch64 registered" in result.stdout
     assert "installing" not in result.stdout and "wrote" not in result.stdout
     # The molecule scenarios mount these into their builders.
-    assert all((fixtures.cache_dir() / "ccache" / arch).is_dir() for arch in ("bookworm", "bookworm-arm64"))
+    assert all((fixtures.cache_dir() / "ccache" / arch).is_dir() for arch in ("bookworm", "bookworm-arm64", "trixie"))
 
 
 def test_platform_for_the_demo_leaves_out_what_only_the_tests_need(top):
     result = subprocess.run(["bash", "scripts/platform.sh", "--no-smoke"], cwd=top,
                             capture_output=True, text=True, check=True)
-    assert result.stdout.count("image present") == 1 and "bookworm-arm64" not in result.stdout
+    assert result.stdout.count("image present") == 1
+    assert "bookworm-arm64" not in result.stdout and "trixie" not in result.stdout
     packages = next(line for line in result.stdout.splitlines() if "packages present" in line)
     assert "podman" in packages and "debootstrap" in packages
     assert not {"qemu-user-static", "gcc-aarch64-linux-gnu", "shellcheck", "curl"} & set(packages.split())
